@@ -1,0 +1,1 @@
+"""Data files shipped with stakes (installed as the resource package ``stakes_assets``)."""

@@ -1,0 +1,154 @@
+"""The ``stakes`` command: pretrain, run unlearning experiments, tabulate results.
+
+    stakes run                                   # the offline default: digits, k=16, seed 0
+    stakes run --k 4 8 16 --seeds 0 1 2 3 4      # a grid, one run directory per (k, seed)
+    stakes run --preset cifar10 --download --set structguard.pgd_eps=2.0
+    stakes table runs/digits --paired structguard l2ul
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from stakes_core.anchors import ClassMismatchWarning, DescriptionsError, EncoderUnavailableError, list_encoders
+from stakes_core.cache import CorruptCacheError
+from stakes_core.data import DatasetFormatError, DatasetNotFoundError, list_datasets
+from stakes_core.methods import PAPER_METHODS, list_methods
+from stakes_core.models import list_models
+from stakes_core.presets import PresetError, list_presets
+from stakes_core.registry import UnknownNameError
+from stakes_core.results import RunResultError
+
+#: Errors that are the user's to fix: reported in one line, exit status 2.
+USER_ERRORS = (
+    ValueError, UnknownNameError, DatasetNotFoundError, DatasetFormatError, DescriptionsError, CorruptCacheError,
+    EncoderUnavailableError, PresetError, RunResultError, FileNotFoundError,
+)
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="digits", help=f"shipped preset ({', '.join(list_presets())}) or a JSON file")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--data-root", help="where the dataset lives (CIFAR, imagefolder)")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def dataset_options(args: argparse.Namespace) -> dict:
+    options = {}
+    if args.data_root:
+        options["root"] = args.data_root
+    if args.download:
+        options["download"] = True
+    return options
+
+
+def command_pretrain(args: argparse.Namespace) -> None:
+    from stakes_core.experiment import experiment_config, prepare_context
+
+    config = experiment_config(
+        args.preset, k=1, dataset_options=dataset_options(args), pretrain_epochs=args.epochs, device=args.device
+    )
+    _, pretrained = prepare_context(config, progress=not args.quiet)
+    source = "cache" if pretrained.from_cache else f"trained in {pretrained.seconds:.1f} s"
+    print(f"{config.pretrain['model']} on {config.dataset['name']}: test_acc {pretrained.test_acc:.2f} % ({source})")
+
+
+def command_run(args: argparse.Namespace) -> None:
+    from stakes_core.experiment import experiment_config, run_experiment
+    from stakes_core.table import summarize, to_markdown
+
+    methods = list(PAPER_METHODS) if args.methods == ["all"] else args.methods
+    runs = []
+    for k in args.k or [None]:
+        for seed in args.seeds:
+            config = experiment_config(
+                args.preset, k=k, seed=seed, methods=methods, overrides=args.set, encoder=args.encoder,
+                descriptions=args.descriptions, dataset_options=dataset_options(args), device=args.device,
+            )
+            result = run_experiment(config, progress=not args.quiet)
+            directory = Path(args.out) / config.dataset["name"] / f"k{config.k}" / f"seed{seed}"
+            result.save(directory, save_models=not args.no_models)
+            runs.append(result)
+            print(f"saved {directory}", file=sys.stderr)
+    print(to_markdown(summarize(runs)))
+
+
+def command_table(args: argparse.Namespace) -> None:
+    from stakes_core.results import RunResult, find_runs
+    from stakes_core.table import paired_difference, paired_markdown, summarize, to_csv, to_markdown
+
+    directories = [d for root in args.runs for d in find_runs(root)]
+    if not directories:
+        raise RunResultError(f"no run directories (with summary.json) under {', '.join(args.runs)}")
+    runs = [RunResult.load(d) for d in directories]
+    metrics = tuple(args.metrics)
+    rows = summarize(runs, metrics)
+    print(to_csv(rows, metrics) if args.format == "csv" else to_markdown(rows, metrics))
+    if args.paired:
+        first, second = args.paired
+        for metric in ("test_acc", "mean_collapse"):
+            print()
+            print(paired_markdown(paired_difference(runs, first, second, metric), first, second, metric))
+
+
+def command_list(args: argparse.Namespace) -> None:
+    for title, names in (
+        ("presets", list_presets()), ("datasets", list_datasets()), ("models", list_models()),
+        ("methods", list_methods()), ("encoders", list_encoders()),
+    ):
+        print(f"{title}: {', '.join(names)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stakes", description="Structure-faithful instance unlearning (StructGuard).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pretrain = commands.add_parser("pretrain", help="pretrain (or load from cache) the preset's model")
+    add_experiment_arguments(pretrain)
+    pretrain.add_argument("--epochs", type=int, help="override the preset's pretraining epochs")
+    pretrain.set_defaults(handler=command_pretrain)
+
+    run = commands.add_parser("run", help="unlearn k instances with several methods and save the results")
+    add_experiment_arguments(run)
+    run.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), help="method names, or 'all' for the paper's four")
+    run.add_argument("--k", type=int, nargs="+", help="forget-set sizes (default: the preset's largest)")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0])
+    run.add_argument("--encoder", help="anchor encoder: minilm, clip:ARCH/PRETRAINED, random:DIM")
+    run.add_argument("--descriptions", help="shipped description set or a JSON file (class → attributes)")
+    run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a hyperparameter")
+    run.add_argument("--out", default="runs", help="results folder (default: runs)")
+    run.add_argument("--no-models", action="store_true", help="do not save the unlearned weights")
+    run.set_defaults(handler=command_run)
+
+    table = commands.add_parser("table", help="methods × k table (mean ± sd over seeds) from saved runs")
+    table.add_argument("runs", nargs="+", help="run directories or folders holding them")
+    table.add_argument("--format", choices=("md", "csv"), default="md")
+    table.add_argument("--metrics", nargs="+", default=["retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds"])
+    table.add_argument("--paired", nargs=2, metavar=("A", "B"), help="also print per-seed A − B differences")
+    table.set_defaults(handler=command_table)
+
+    listing = commands.add_parser("list", help="what can be named: presets, datasets, models, methods, encoders")
+    listing.set_defaults(handler=command_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("always", ClassMismatchWarning)
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        print(f"stakes: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stakes: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Errors raised by the dataset loaders, kept apart so every loader can import them."""
+
+from __future__ import annotations
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are missing or fail their integrity check; the message says
+    where the loader looked and how to get the data."""
+
+
+class DatasetFormatError(ValueError):
+    """The dataset's files exist but are not laid out or encoded as the loader expects."""

@@ -1,0 +1,56 @@
+"""L2UL (Cha et al., AAAI 2024): Adv plus a weight-importance regulariser.
+
+Importance is MAS on the forget set (mean |∂ mean_b ‖f(x_b)‖₂ / ∂θ| in train mode, on a copy),
+min-max normalised per parameter tensor and inverted, so parameters that matter for the forget
+instances are free to move and the others are held near their original values:
+``loss = Adv loss + λ · ½ Σ I (θ − θ⁰)²``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from stakes_core.methods.adv import Adv, ProxyConfig, proxy_and_forget_loss
+from stakes_core.methods.base import UnlearnContext, distance_penalty, forget_batches, trainable_copy
+
+
+@dataclass
+class L2ULConfig(ProxyConfig):
+    reg_lambda: float = 1.0
+
+
+def mas_importance(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """L2UL's importance: MAS gradients on the forget set, normalised to [0, 1] and inverted."""
+    probe = trainable_copy(model)
+    raw = {name: torch.zeros_like(p) for name, p in probe.named_parameters()}
+    for x, _ in batches:
+        probe.zero_grad(set_to_none=True)
+        probe(x).norm(dim=1).mean().backward()
+        for name, parameter in probe.named_parameters():
+            if parameter.grad is not None:
+                raw[name] += parameter.grad.abs() / len(batches)
+    importance = {}
+    for name, values in raw.items():
+        spread = values.max() - values.min()
+        scaled = (values - values.min()) / spread if spread > 0 else torch.zeros_like(values)
+        importance[name] = 1.0 - scaled
+    return importance
+
+
+class L2UL(Adv):
+    name = "l2ul"
+    config_class = L2ULConfig
+
+    def setup(self, ctx: UnlearnContext) -> None:
+        super().setup(ctx)
+        with self.timer.phase("importance"):
+            self.importance = mas_importance(self.model, forget_batches(ctx, self.config.batch_size))
+        self.reference = {name: p.detach().clone() for name, p in self.model.named_parameters()}
+
+    def loss(self, ctx, batch, epoch, index, step):
+        total, terms = proxy_and_forget_loss(self.model, batch)
+        penalty = distance_penalty(self.model, self.reference, self.importance)
+        terms["reg"] = penalty.detach()
+        return total + self.config.reg_lambda * penalty, terms

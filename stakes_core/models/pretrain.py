@@ -1,0 +1,120 @@
+"""Pretraining with the L2UL recipe, and a checkpoint cache keyed by the full config.
+
+Recipe (L2UL's ``main_pretrain_*`` scripts): SGD lr 0.01, momentum 0.9, weight decay 5e-4,
+cosine annealing over the epochs, batch 128, random translation (+ flips where the dataset
+allows them). The trained weights are cached under the user's cache directory; a checkpoint
+whose checksum does not verify is reported, never silently used or overwritten.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from stakes_core.cache import TensorCache, config_key
+from stakes_core.data import ImageDataset, augment_batch, to_float
+from stakes_core.metrics import accuracy
+from stakes_core.models import CifarResNet, create_model
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that determines a pretrained checkpoint (and so its cache key)."""
+
+    model: str
+    epochs: int
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+@dataclass
+class Pretrained:
+    """A pretrained model with how it was made and how good it is."""
+
+    model: CifarResNet
+    config: PretrainConfig
+    test_acc: float
+    seconds: float
+    from_cache: bool
+
+
+def build_model(config: PretrainConfig, dataset: ImageDataset) -> CifarResNet:
+    """A randomly initialised backbone shaped for ``dataset``."""
+    return create_model(
+        config.model, dataset.num_classes, dataset.image_shape[0], dataset.mean, dataset.std, **config.model_kwargs
+    )
+
+
+def train_model(
+    config: PretrainConfig, dataset: ImageDataset, device: str = "cpu", progress: bool = True
+) -> tuple[CifarResNet, float]:
+    """Train a fresh model with the recipe; returns it (eval mode, on CPU) and the seconds spent."""
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be ≥ 1, got {config.epochs}")
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = build_model(config, dataset).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    images, labels = dataset.train_images, dataset.train_labels
+    start = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=f"pretrain {config.model} on {dataset.name}", disable=not progress)
+    for _ in bar:
+        model.train()
+        order = torch.randperm(images.shape[0], generator=generator)
+        for begin in range(0, order.numel(), config.batch_size):
+            idx = order[begin : begin + config.batch_size]
+            x = augment_batch(to_float(images[idx]), dataset.augmentation, generator).to(device)
+            loss = loss_fn(model(x), labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return model.cpu(), time.perf_counter() - start
+
+
+def checkpoint_config(config: PretrainConfig, dataset_config: dict[str, Any]) -> dict[str, Any]:
+    """The config a checkpoint is keyed by: the dataset's identity plus the recipe."""
+    return {"dataset": dataset_config, "pretrain": asdict(config), "format": 1}
+
+
+def load_or_pretrain(
+    config: PretrainConfig,
+    dataset: ImageDataset,
+    dataset_config: dict[str, Any],
+    device: str = "cpu",
+    progress: bool = True,
+    use_cache: bool = True,
+) -> Pretrained:
+    """Return the cached checkpoint for this config, or train one and cache it.
+
+    A corrupt entry raises :class:`~stakes_core.cache.CorruptCacheError` (it is not replaced
+    silently); delete the file it names to retrain.
+    """
+    cache = TensorCache("checkpoints")
+    full_config = checkpoint_config(config, dataset_config)
+    key = config_key(full_config)
+    if use_cache and cache.exists(key):
+        payload = cache.load(key)
+        model = build_model(config, dataset)
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
+        return Pretrained(model, config, payload["test_acc"], payload["seconds"], from_cache=True)
+    model, seconds = train_model(config, dataset, device, progress)
+    test_acc = accuracy(model, dataset.test_images, dataset.test_labels)
+    if use_cache:
+        cache.save(key, {"state_dict": model.state_dict(), "test_acc": test_acc, "seconds": seconds}, full_config)
+    return Pretrained(model, config, test_acc, seconds, from_cache=False)

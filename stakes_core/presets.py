@@ -1,0 +1,42 @@
+"""Dataset presets as data: the paper's hyperparameters per setting live in ``assets/presets``.
+
+A preset names the dataset, the backbone and its pretraining, the anchors (encoder and
+descriptions), the forget-set sizes and every method's hyperparameters. Users pass a shipped
+name (``digits``, ``cifar10``, ``cifar100``) or the path of their own JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from stakes_core.assets import asset_path, list_assets
+
+REQUIRED_KEYS = ("dataset", "pretrain", "anchors", "k", "methods")
+
+
+class PresetError(ValueError):
+    """A preset that cannot be used, with a one-line reason."""
+
+
+def list_presets() -> list[str]:
+    return list_assets("presets")
+
+
+def load_preset(source: str | Path) -> dict[str, Any]:
+    """The preset named ``source`` (a shipped name or a JSON path), validated."""
+    if isinstance(source, str) and source in list_presets():
+        path = asset_path("presets", f"{source}.json")
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise PresetError(f"unknown preset '{source}' (choose from {', '.join(list_presets())} or give a JSON file)")
+    try:
+        preset = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise PresetError(f"preset {path} is not valid JSON: {error}") from None
+    missing = [key for key in REQUIRED_KEYS if key not in preset]
+    if missing:
+        raise PresetError(f"preset {path} lacks {', '.join(missing)}")
+    return preset

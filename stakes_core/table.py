@@ -1,0 +1,110 @@
+"""Methods × k tables over seeds, like the paper's, with paired differences between methods.
+
+Cells are ``mean ± sd`` over the seeds found (sample standard deviation; ``n`` says how
+many). The original model is the reference row of every k. A paired difference ``a − b`` is
+taken per seed (same forget set, same pretrained model) before averaging, which removes the
+seed-to-seed spread the two methods share.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass
+
+from stakes_core.results import RunResult
+
+METRICS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds")
+REFERENCE = "original"
+
+
+@dataclass
+class Cell:
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def format(self, digits: int = 1) -> str:
+        if not self.values:
+            return "–"
+        return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}" if len(self.values) > 1 else f"{self.mean:.{digits}f}"
+
+
+def metric_value(run: RunResult, method: str, metric: str) -> float:
+    """One metric of one method in one run; the reference row has collapse 0 and no steps."""
+    if method == REFERENCE:
+        return run.original.get(metric, 0.0)
+    result = run.method(method)
+    if metric in result.metrics:
+        return result.metrics[metric]
+    return float(getattr(result, metric))
+
+
+def summarize(runs: list[RunResult], metrics: tuple[str, ...] = METRICS) -> list[dict]:
+    """One row per (k, method): the cells of ``metrics`` over the seeds of that k."""
+    if not runs:
+        raise ValueError("no runs to tabulate")
+    datasets = {run.dataset["name"] for run in runs}
+    if len(datasets) > 1:
+        raise ValueError(f"runs mix datasets ({', '.join(sorted(datasets))}); tabulate one dataset at a time")
+    rows = []
+    for k in sorted({run.k for run in runs}):
+        group = [run for run in runs if run.k == k]
+        methods = list(dict.fromkeys(name for run in group for name in run.methods))
+        for method in [REFERENCE, *methods]:
+            present = [run for run in group if method == REFERENCE or method in run.methods]
+            cells = {m: Cell([metric_value(run, method, m) for run in present]) for m in metrics}
+            rows.append({"k": k, "method": method, "n": len(present), "cells": cells})
+    return rows
+
+
+def paired_difference(runs: list[RunResult], first: str, second: str, metric: str) -> list[dict]:
+    """Per k: the per-seed values of ``first − second`` on ``metric`` and their mean ± sd."""
+    rows = []
+    for k in sorted({run.k for run in runs}):
+        pairs = sorted(
+            (run.seed, metric_value(run, first, metric) - metric_value(run, second, metric))
+            for run in runs
+            if run.k == k and first in run.methods and second in run.methods
+        )
+        if pairs:
+            rows.append({"k": k, "seeds": [s for s, _ in pairs], "cell": Cell([d for _, d in pairs])})
+    if not rows:
+        raise ValueError(f"no run has both '{first}' and '{second}'")
+    return rows
+
+
+def to_markdown(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
+    header = ["k", "method", "n", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        digits = {"mean_collapse": 3, "steps": 0}
+        cells = [row["cells"][m].format(digits.get(m, 1)) for m in metrics]
+        lines.append("| " + " | ".join([str(row["k"]), row["method"], str(row["n"]), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def to_csv(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["k", "method", "n", *(f"{m}_{stat}" for m in metrics for stat in ("mean", "sd"))])
+    for row in rows:
+        values = [v for m in metrics for v in (row["cells"][m].mean, row["cells"][m].sd)]
+        writer.writerow([row["k"], row["method"], row["n"], *values])
+    return text.getvalue()
+
+
+def paired_markdown(rows: list[dict], first: str, second: str, metric: str) -> str:
+    lines = [f"| k | {first} − {second} ({metric}), mean ± sd | per seed |", "|---|---|---|"]
+    for row in rows:
+        per_seed = ", ".join(f"{d:+.1f}" for d in row["cell"].values)
+        lines.append(f"| {row['k']} | {row['cell'].format()} | {per_seed} |")
+    return "\n".join(lines)

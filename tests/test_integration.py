@@ -1,0 +1,89 @@
+"""End to end on the offline default (digits): every method forgets k=16, deterministically,
+and the CLI runs, saves, tabulates and fails cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stakes_core.cli import main
+from stakes_core.experiment import experiment_config, run_experiment
+
+ALL_METHODS = ["neggrad", "adv", "l2ul", "structguard", "oracle"]
+
+
+@pytest.fixture(scope="module")
+def digits_runs():
+    config = experiment_config("digits", k=16, seed=0, methods=ALL_METHODS, device="cpu")
+    return [run_experiment(config, progress=False) for _ in range(2)]
+
+
+def test_pretrained_digits_model_is_accurate(digits_runs) -> None:
+    assert digits_runs[0].original["test_acc"] >= 95.0
+    assert digits_runs[0].original["forget_acc"] == 100.0
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_every_method_drives_forget_accuracy_to_zero(digits_runs, method: str) -> None:
+    result = digits_runs[0].method(method)
+    assert result.reached_zero and result.metrics["forget_acc"] == 0.0 and result.metrics["deletion_rate"] == 100.0
+    assert result.curve[-1].forget_acc == 0.0 and result.steps == len(result.curve) - 1
+
+
+def test_same_seed_gives_identical_metrics(digits_runs) -> None:
+    first, second = digits_runs
+    for name in ALL_METHODS:
+        assert first.method(name).metrics == second.method(name).metrics
+        assert [r.collapse for r in first.method(name).curve] == [r.collapse for r in second.method(name).curve]
+
+
+def test_structguard_records_both_structure_views(digits_runs) -> None:
+    curve = digits_runs[0].method("structguard").curve
+    assert curve[0].collapse == 0.0
+    assert curve[0].collapse_projector > 0.5  # the projector starts random (digits.md)
+
+
+def test_cli_run_then_table(tmp_path, capsys) -> None:
+    assert main(["run", "--k", "4", "--seeds", "0", "1", "--methods", "neggrad", "l2ul", "--out", str(tmp_path), "--quiet",
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "digits" / "k4" / "seed1" / "models" / "l2ul.pt").is_file()
+    capsys.readouterr()
+    assert main(["table", str(tmp_path), "--paired", "l2ul", "neggrad"]) == 0
+    out = capsys.readouterr().out
+    assert "| 4 | original | 2 |" in out and "| 4 | l2ul | 2 |" in out and "l2ul − neggrad (test_acc)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--k", "0"], "k=0 is invalid"),
+        (["run", "--k", "5000"], "k=5000 is invalid"),
+        (["run", "--methods", "unlearn_all"], "unknown method 'unlearn_all'"),
+        (["run", "--preset", "mnist"], "unknown preset 'mnist'"),
+        (["run", "--encoder", "word2vec"], "unknown encoder 'word2vec'"),
+        (["run", "--set", "adv.lr"], "not of the form method.key=value"),
+        (["run", "--preset", "cifar10", "--data-root", "/nonexistent"], "CIFAR-10 not found under /nonexistent"),
+        (["table", "/nonexistent"], "no run directories"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_status_2(argv, message, capsys) -> None:
+    assert main([*argv, "--quiet"] if argv[0] == "run" else argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("stakes: error: ") and message in err[-1]
+
+
+def test_bad_descriptions_files_are_rejected(tmp_path, capsys) -> None:
+    short = tmp_path / "nine.json"
+    short.write_text('{' + ", ".join(f'"{d}": ["a stroke"]' for d in range(9)) + '}')
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"0": ["loop"],')
+    for path, message in ((short, "9 classes but the dataset has 10"), (broken, "not valid JSON")):
+        assert main(["run", "--k", "4", "--descriptions", str(path), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_console_script_module_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "stakes_core.cli", "list"], capture_output=True, text=True, check=True)
+    assert "methods: adv, l2ul, neggrad, oracle, structguard" in done.stdout

@@ -1,0 +1,88 @@
+"""Backbones (shapes, feature/classifier split, normalisation inside) and the checkpoint cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stakes_core.cache import CorruptCacheError, TensorCache, config_key
+from stakes_core.models import create_model, list_models, register_model
+from stakes_core.models.pretrain import PretrainConfig, load_or_pretrain
+from stakes_core.registry import UnknownNameError
+from tests.helpers import tiny_dataset
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "size", "feature_dim"),
+    [("resnet18_cifar", 3, 32, 512), ("resnet50_cifar", 3, 32, 2048), ("resnet18_narrow", 1, 16, 64)],
+)
+def test_backbones_split_features_and_head(name: str, channels: int, size: int, feature_dim: int) -> None:
+    model = create_model(name, 10, channels, [0.5] * channels, [0.25] * channels).eval()
+    x = torch.rand(2, channels, size, size)
+    features = model.features(x)
+    assert features.shape == (2, feature_dim) == (2, model.feature_dim)
+    assert torch.allclose(model(x), model.classifier(features))
+    assert model.classifier.out_features == 10
+
+
+def test_paper_resnet18_has_a_stem_maxpool_and_resnet50_does_not() -> None:
+    r18 = create_model("resnet18_cifar", 10, 3, [0.5] * 3, [0.25] * 3)
+    r50 = create_model("resnet50_cifar", 100, 3, [0.5] * 3, [0.25] * 3)
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in r18.stem)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in r50.stem)
+
+
+def test_normalisation_lives_inside_the_model() -> None:
+    model = create_model("resnet18_narrow", 3, 1, [0.5], [0.25]).eval()
+    x = torch.rand(2, 1, 8, 8)
+    stem_input = model.normalize(x)
+    assert torch.allclose(stem_input, (x - 0.5) / 0.25)
+    with pytest.raises(ValueError, match="mean/std need 3 values"):
+        create_model("resnet18_narrow", 3, 3, [0.5], [0.25])
+
+
+def test_model_registry_accepts_user_models_and_rejects_unknown_names() -> None:
+    assert {"resnet18_cifar", "resnet50_cifar", "resnet18_narrow"} <= set(list_models())
+    with pytest.raises(UnknownNameError, match="unknown model 'vgg'"):
+        create_model("vgg", 10, 3, [0.5] * 3, [0.25] * 3)
+    register_model("test_wide_narrow", lambda **kw: create_model("resnet18_narrow", width=4, **kw))
+    assert create_model("test_wide_narrow", 5, 1, [0.5], [0.2]).feature_dim == 32
+
+
+def test_tensor_cache_round_trip_and_corruption(isolated_cache) -> None:
+    cache = TensorCache("things")
+    key = config_key({"a": 1, "b": [1, 2]})
+    assert key == config_key({"b": [1, 2], "a": 1})
+    cache.save(key, {"x": torch.arange(3)}, {"a": 1})
+    assert torch.equal(cache.load(key)["x"], torch.arange(3))
+    payload, _ = cache.paths(key)
+    payload.write_bytes(payload.read_bytes()[:-5])
+    with pytest.raises(CorruptCacheError, match="checksum mismatch"):
+        cache.load(key)
+
+
+def test_pretraining_is_cached_by_config_and_corruption_is_reported(isolated_cache) -> None:
+    dataset = tiny_dataset()
+    config = PretrainConfig(model="resnet18_narrow", model_kwargs={"width": 2}, epochs=2, batch_size=32)
+    identity = {"name": "tiny"}
+    first = load_or_pretrain(config, dataset, identity, progress=False)
+    second = load_or_pretrain(config, dataset, identity, progress=False)
+    assert not first.from_cache and second.from_cache
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    other = load_or_pretrain(PretrainConfig(**{**config.__dict__, "seed": 1}), dataset, identity, progress=False)
+    assert not other.from_cache
+    checkpoints = sorted((isolated_cache / "checkpoints").glob("*.pt"))
+    assert len(checkpoints) == 2
+    good = checkpoints[0].read_bytes()
+    checkpoints[0].write_bytes(good[: len(good) // 2])
+    corrupt = {p.name: p.read_bytes() for p in checkpoints}
+    with pytest.raises(CorruptCacheError):
+        for seed in (0, 1):
+            load_or_pretrain(PretrainConfig(**{**config.__dict__, "seed": seed}), dataset, identity, progress=False)
+    assert {p.name: p.read_bytes() for p in checkpoints} == corrupt  # never overwritten silently
+
+
+def test_pretraining_rejects_zero_epochs() -> None:
+    with pytest.raises(ValueError, match="epochs must be"):
+        load_or_pretrain(PretrainConfig(model="resnet18_narrow", epochs=0), tiny_dataset(), {}, use_cache=False)

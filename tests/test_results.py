@@ -1,0 +1,87 @@
+"""RunResult save/load and the methods × k tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from stakes_core.experiment import run_method
+from stakes_core.results import MethodResult, RunResult, RunResultError, find_runs
+from stakes_core.table import paired_difference, summarize, to_csv, to_markdown
+from tests.helpers import tiny_context
+
+
+def tiny_run() -> RunResult:
+    context = tiny_context()
+    methods = {name: run_method(context, name, {"max_epochs": 2, "n_adv": 2, "pgd_iterations": 2} if name != "neggrad" else {"max_epochs": 2})
+               for name in ("neggrad", "structguard")}
+    return RunResult(
+        config={"seed": 0, "k": 4}, dataset={"name": "tiny"}, original={"retain_acc": 90.0, "forget_acc": 100.0, "test_acc": 80.0},
+        pretrained={}, forget_indices=context.forget_idx.tolist(), probe_indices=context.probe_idx.tolist(),
+        methods=methods, models=dict(context.unlearned),
+    )
+
+
+def test_run_result_round_trips_through_disk(tmp_path) -> None:
+    run = tiny_run()
+    run.save(tmp_path / "run")
+    loaded = RunResult.load(tmp_path / "run")
+    assert loaded.config == run.config and loaded.forget_indices == run.forget_indices
+    for name, result in run.methods.items():
+        other = loaded.method(name)
+        assert other.metrics == result.metrics and other.steps == result.steps and other.timings == result.timings
+        assert len(other.curve) == len(result.curve)
+        for a, b in zip(result.curve, other.curve):
+            assert a.step == b.step and a.forget_acc == b.forget_acc and a.terms == pytest.approx(b.terms)
+            assert (math.isnan(a.collapse_projector) and math.isnan(b.collapse_projector)) or a.collapse_projector == b.collapse_projector
+        assert other.mean_collapse == pytest.approx(result.mean_collapse)
+    state = RunResult.model_state(tmp_path / "run", "structguard")
+    assert any(key.startswith("projector.") for key in state)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["methods"]["structguard"]) >= {"mean_collapse", "tradeoff_acc", "timings", "reached_zero"}
+    assert find_runs(tmp_path) == [tmp_path / "run"]
+
+
+def test_reading_a_bad_run_directory_fails_clearly(tmp_path) -> None:
+    with pytest.raises(RunResultError, match="is not a run directory"):
+        RunResult.load(tmp_path)
+    (tmp_path / "summary.json").write_text("{")
+    (tmp_path / "steps.csv").write_text("")
+    with pytest.raises(RunResultError, match="not valid JSON"):
+        RunResult.load(tmp_path)
+    with pytest.raises(KeyError, match="was not run"):
+        tiny_run().method("adv")
+
+
+def fake_run(k: int, seed: int, accs: dict[str, float]) -> RunResult:
+    methods = {
+        name: MethodResult(name, {}, {"retain_acc": acc, "forget_acc": 0.0, "test_acc": acc, "deletion_rate": 100.0},
+                           steps=10, epochs=2, seconds=1.0, timings={}, reached_zero=True)
+        for name, acc in accs.items()
+    }
+    return RunResult({"seed": seed}, {"name": "fake"}, {"retain_acc": 99.0, "forget_acc": 100.0, "test_acc": 98.0},
+                     {}, list(range(k)), [], methods)
+
+
+def test_table_cells_are_mean_and_sample_sd_over_seeds() -> None:
+    runs = [fake_run(4, s, {"l2ul": 50.0 + s, "structguard": 60.0 + 3 * s}) for s in range(3)]
+    rows = summarize(runs, ("test_acc", "steps"))
+    by_method = {row["method"]: row for row in rows}
+    assert [row["method"] for row in rows] == ["original", "l2ul", "structguard"]
+    assert by_method["structguard"]["cells"]["test_acc"].format() == "63.0 ± 3.0"
+    assert by_method["original"]["cells"]["steps"].mean == 0
+    paired = paired_difference(runs, "structguard", "l2ul", "test_acc")
+    assert paired[0]["cell"].values == [10.0, 12.0, 14.0]
+    assert "| 4 | structguard | 3 | 63.0 ± 3.0 | 10 ± 0 |" in to_markdown(rows, ("test_acc", "steps"))
+    assert to_csv(rows, ("test_acc",)).splitlines()[0] == "k,method,n,test_acc_mean,test_acc_sd"
+
+
+def test_table_rejects_mixed_datasets_and_missing_pairs() -> None:
+    mixed = [fake_run(4, 0, {"adv": 1.0}), fake_run(4, 1, {"adv": 1.0})]
+    mixed[1].dataset = {"name": "other"}
+    with pytest.raises(ValueError, match="mix datasets"):
+        summarize(mixed)
+    with pytest.raises(ValueError, match="no run has both"):
+        paired_difference([fake_run(4, 0, {"adv": 1.0})], "structguard", "adv", "test_acc")
