@@ -82,6 +82,23 @@ def paired_difference(runs: list[RunResult], first: str, second: str, metric: st
     return rows
 
 
+def collapse_correlation(runs: list[RunResult], metric: str = "test_acc", exclude: tuple[str, ...] = ("oracle",)) -> dict:
+    """Spearman rank correlation between mean structural collapse and ``metric`` over every
+    (run, method) pair — the paper's claim is that it is strongly negative (Fig. 2b)."""
+    from scipy.stats import spearmanr
+
+    points = [
+        (result.mean_collapse, metric_value(run, name, metric))
+        for run in runs
+        for name, result in run.methods.items()
+        if name not in exclude and not math.isnan(result.mean_collapse)
+    ]
+    if len(points) < 3:
+        raise ValueError(f"need at least 3 method runs to correlate, found {len(points)}")
+    rho, p_value = spearmanr([c for c, _ in points], [v for _, v in points])
+    return {"rho": float(rho), "p_value": float(p_value), "n": len(points), "metric": metric}
+
+
 def to_markdown(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
     header = ["k", "method", "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -3,8 +3,11 @@ and the CLI runs, saves, tabulates and fails cleanly."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,9 +53,10 @@ def test_cli_run_then_table(tmp_path, capsys) -> None:
                  "--device", "cpu"]) == 0
     assert (tmp_path / "digits" / "k4" / "seed1" / "models" / "l2ul.pt").is_file()
     capsys.readouterr()
-    assert main(["table", str(tmp_path), "--paired", "l2ul", "neggrad"]) == 0
+    assert main(["table", str(tmp_path), "--paired", "l2ul", "neggrad", "--correlation"]) == 0
     out = capsys.readouterr().out
     assert "| 4 | original | 2 |" in out and "| 4 | l2ul | 2 |" in out and "l2ul − neggrad (test_acc)" in out
+    assert "Spearman rank correlation of mean collapse with test_acc over 4 method runs" in out
 
 
 @pytest.mark.parametrize(
@@ -79,9 +83,28 @@ def test_bad_descriptions_files_are_rejected(tmp_path, capsys) -> None:
     short.write_text('{' + ", ".join(f'"{d}": ["a stroke"]' for d in range(9)) + '}')
     broken = tmp_path / "broken.json"
     broken.write_text('{"0": ["loop"],')
-    for path, message in ((short, "9 classes but the dataset has 10"), (broken, "not valid JSON")):
+    for path, message in ((short, "9 classes but the dataset has 10"), (broken, "invalid JSON at line 1")):
         assert main(["run", "--k", "4", "--descriptions", str(path), "--quiet"]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_cli_pretrain_reports_the_cached_model(digits_runs, capsys) -> None:
+    assert main(["pretrain", "--quiet"]) == 0
+    assert "resnet18_narrow on digits: test_acc" in capsys.readouterr().out
+
+
+def test_corrupt_checkpoint_is_reported_and_left_alone(digits_runs, tmp_path, monkeypatch, capsys) -> None:
+    source = Path(os.environ["STAKES_CACHE_DIR"]) / "checkpoints"
+    target = tmp_path / "checkpoints"
+    shutil.copytree(source, target)
+    for payload in target.glob("*.pt"):
+        payload.write_bytes(payload.read_bytes()[:1000])
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    monkeypatch.setenv("STAKES_CACHE_DIR", str(tmp_path))
+    assert main(["run", "--k", "4", "--methods", "neggrad", "--quiet", "--out", str(tmp_path / "runs")]) == 2
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert not (tmp_path / "runs").exists()
 
 
 def test_console_script_module_runs() -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from stakes_core.experiment import run_method
 from stakes_core.results import MethodResult, RunResult, RunResultError, find_runs
-from stakes_core.table import paired_difference, summarize, to_csv, to_markdown
+from stakes_core.methods import StepRecord
+from stakes_core.table import collapse_correlation, paired_difference, summarize, to_csv, to_markdown
 from tests.helpers import tiny_context
 
 
@@ -76,6 +77,19 @@ def test_table_cells_are_mean_and_sample_sd_over_seeds() -> None:
     assert paired[0]["cell"].values == [10.0, 12.0, 14.0]
     assert "| 4 | structguard | 3 | 63.0 ± 3.0 | 10 ± 0 |" in to_markdown(rows, ("test_acc", "steps"))
     assert to_csv(rows, ("test_acc",)).splitlines()[0] == "k,method,n,test_acc_mean,test_acc_sd"
+
+
+def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:
+    runs = [fake_run(4, s, {"adv": 40.0 + s, "l2ul": 60.0 + s}) for s in range(3)]
+    for run in runs:
+        for name, result in run.methods.items():
+            collapse = 1.0 - result.metrics["test_acc"] / 100
+            result.curve = [StepRecord(0, 0, 100.0, 0.0, math.nan, math.nan, 0.0),
+                            StepRecord(1, 0, 0.0, collapse, math.nan, 1.0, 0.1)]
+    found = collapse_correlation(runs)
+    assert found["rho"] == pytest.approx(-1.0) and found["n"] == 6
+    with pytest.raises(ValueError, match="at least 3"):
+        collapse_correlation(runs[:1], exclude=("adv",))
 
 
 def test_table_rejects_mixed_datasets_and_missing_pairs() -> None:
