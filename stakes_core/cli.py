@@ -94,9 +94,11 @@ def command_table(args: argparse.Namespace) -> None:
             print()
             print(paired_markdown(paired_difference(runs, first, second, metric), first, second, metric))
     if args.correlation:
-        found = collapse_correlation(runs)
-        print(f"\nSpearman rank correlation of mean collapse with test_acc over {found['n']} method runs "
-              f"(oracle excluded): rho = {found['rho']:.2f} (p = {found['p_value']:.1g})")
+        print()
+        for summary in ("mean_collapse", "final_collapse"):
+            found = collapse_correlation(runs, summary)
+            print(f"Spearman rank correlation of {summary} with test_acc over {found['n']} method runs "
+                  f"(oracle excluded): rho = {found['rho']:.2f} (p = {found['p_value']:.1g})")
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--format", choices=("md", "csv"), default="md")
     table.add_argument("--metrics", nargs="+", default=["retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds"])
     table.add_argument("--paired", nargs=2, metavar=("A", "B"), help="also print per-seed A − B differences")
-    table.add_argument("--correlation", action="store_true", help="rank correlation of mean collapse with test_acc")
+    table.add_argument("--correlation", action="store_true", help="rank correlation of mean and final collapse with test_acc")
     table.set_defaults(handler=command_table)
 
     listing = commands.add_parser("list", help="what can be named: presets, datasets, models, methods, encoders")

@@ -82,21 +82,27 @@ def paired_difference(runs: list[RunResult], first: str, second: str, metric: st
     return rows
 
 
-def collapse_correlation(runs: list[RunResult], metric: str = "test_acc", exclude: tuple[str, ...] = ("oracle",)) -> dict:
-    """Spearman rank correlation between mean structural collapse and ``metric`` over every
-    (run, method) pair — the paper's claim is that it is strongly negative (Fig. 2b)."""
+def collapse_correlation(
+    runs: list[RunResult],
+    collapse: str = "mean_collapse",
+    metric: str = "test_acc",
+    exclude: tuple[str, ...] = ("oracle",),
+) -> dict:
+    """Spearman rank correlation between a collapse summary (``mean_collapse`` over the steps or
+    ``final_collapse`` at termination) and ``metric`` over every (run, method) pair. The paper
+    reports a strong negative correlation (its Fig. 2b)."""
     from scipy.stats import spearmanr
 
     points = [
-        (result.mean_collapse, metric_value(run, name, metric))
+        (getattr(result, collapse), metric_value(run, name, metric))
         for run in runs
         for name, result in run.methods.items()
-        if name not in exclude and not math.isnan(result.mean_collapse)
+        if name not in exclude and not math.isnan(getattr(result, collapse))
     ]
     if len(points) < 3:
         raise ValueError(f"need at least 3 method runs to correlate, found {len(points)}")
     rho, p_value = spearmanr([c for c, _ in points], [v for _, v in points])
-    return {"rho": float(rho), "p_value": float(p_value), "n": len(points), "metric": metric}
+    return {"rho": float(rho), "p_value": float(p_value), "n": len(points), "collapse": collapse, "metric": metric}
 
 
 def to_markdown(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
@@ -120,8 +126,9 @@ def to_csv(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
 
 
 def paired_markdown(rows: list[dict], first: str, second: str, metric: str) -> str:
+    digits = 3 if "collapse" in metric else 1
     lines = [f"| k | {first} − {second} ({metric}), mean ± sd | per seed |", "|---|---|---|"]
     for row in rows:
-        per_seed = ", ".join(f"{d:+.1f}" for d in row["cell"].values)
-        lines.append(f"| {row['k']} | {row['cell'].format()} | {per_seed} |")
+        per_seed = ", ".join(f"{d:+.{digits}f}" for d in row["cell"].values)
+        lines.append(f"| {row['k']} | {row['cell'].format(digits)} | {per_seed} |")
     return "\n".join(lines)

@@ -21,7 +21,6 @@ from stakes_core.data import (
     choose_forget_indices,
     choose_probe_indices,
     create_dataset,
-    iterate_batches,
     list_datasets,
     retain_indices,
     to_float,
@@ -336,12 +335,9 @@ def test_probe_excludes_forget_and_is_deterministic() -> None:
 # --------------------------------------------------------------------------- batches
 
 
-def test_to_float_and_iterate_batches_keep_order() -> None:
-    images = torch.arange(7 * 1 * 2 * 2, dtype=torch.uint8).reshape(7, 1, 2, 2)
-    labels = torch.arange(7)
-    batches = list(iterate_batches(images, labels, batch_size=3, device="cpu"))
-    assert [y.tolist() for _, y in batches] == [[0, 1, 2], [3, 4, 5], [6]]
-    x = torch.cat([x for x, _ in batches])
+def test_to_float_scales_uint8_once() -> None:
+    images = torch.arange(8, dtype=torch.uint8).reshape(2, 1, 2, 2)
+    x = to_float(images)
     assert x.dtype == torch.float32 and torch.allclose(x, images.float() / 255)
     assert to_float(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [0.0, 1.0]
     with pytest.raises(ValueError, match="expected uint8"):

@@ -56,7 +56,7 @@ def test_cli_run_then_table(tmp_path, capsys) -> None:
     assert main(["table", str(tmp_path), "--paired", "l2ul", "neggrad", "--correlation"]) == 0
     out = capsys.readouterr().out
     assert "| 4 | original | 2 |" in out and "| 4 | l2ul | 2 |" in out and "l2ul − neggrad (test_acc)" in out
-    assert "Spearman rank correlation of mean collapse with test_acc over 4 method runs" in out
+    assert "Spearman rank correlation of final_collapse with test_acc over 4 method runs" in out
 
 
 @pytest.mark.parametrize(

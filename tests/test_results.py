@@ -86,8 +86,9 @@ def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:
             collapse = 1.0 - result.metrics["test_acc"] / 100
             result.curve = [StepRecord(0, 0, 100.0, 0.0, math.nan, math.nan, 0.0),
                             StepRecord(1, 0, 0.0, collapse, math.nan, 1.0, 0.1)]
-    found = collapse_correlation(runs)
-    assert found["rho"] == pytest.approx(-1.0) and found["n"] == 6
+    for summary in ("mean_collapse", "final_collapse"):
+        found = collapse_correlation(runs, summary)
+        assert found["rho"] == pytest.approx(-1.0) and found["n"] == 6
     with pytest.raises(ValueError, match="at least 3"):
         collapse_correlation(runs[:1], exclude=("adv",))
 

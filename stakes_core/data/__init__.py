@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from stakes_core.data import cifar, digits, imagefolder  # noqa: F401  (registers the loaders)
 from stakes_core.data.base import DATASETS, Augmentation, ImageDataset
-from stakes_core.data.batches import augment_batch, iterate_batches, to_float
+from stakes_core.data.batches import augment_batch, to_float
 from stakes_core.data.errors import DatasetFormatError, DatasetNotFoundError
 from stakes_core.data.forget import choose_forget_indices, choose_probe_indices, retain_indices
 
@@ -33,7 +33,6 @@ __all__ = [
     "choose_forget_indices",
     "choose_probe_indices",
     "create_dataset",
-    "iterate_batches",
     "list_datasets",
     "retain_indices",
     "to_float",

@@ -1,8 +1,6 @@
-"""Helpers that turn stored uint8 images into model inputs: scaling, batching, augmentation."""
+"""Helpers that turn stored uint8 images into model inputs: scaling and augmentation."""
 
 from __future__ import annotations
-
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -24,20 +22,6 @@ def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
     mean = tuple(round(v, 4) for v in scaled.mean(dim=1).tolist())
     std = tuple(round(v, 4) for v in scaled.std(dim=1).tolist())
     return mean, std
-
-
-def iterate_batches(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device | str
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x, y)`` batches in stored order (no shuffling), with ``x`` as float in [0, 1]
-    on ``device``; images travel as uint8 and are converted there, which moves 4× fewer bytes."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} is invalid: it must be at least 1")
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels: they must match")
-    for start in range(0, images.shape[0], batch_size):
-        stop = start + batch_size
-        yield to_float(images[start:stop].to(device)), labels[start:stop].to(device)
 
 
 def augment_batch(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:

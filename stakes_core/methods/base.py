@@ -77,7 +77,9 @@ class MethodOutcome:
 
 @dataclass
 class UnlearnContext:
-    """Everything a method may use. ``retain`` access is for the oracle only."""
+    """What every method of one run starts from. The full ``dataset`` is here for evaluation
+    and for the oracle; the instance-wise methods use only the forget set (and the count
+    ``num_retained``), never the retained images."""
 
     original: torch.nn.Module
     dataset: ImageDataset
@@ -112,13 +114,14 @@ class UnlearnContext:
         target_rule: str,
         timer: "Timer",
         attacked: torch.nn.Module | None = None,
-        tag: str = "original",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Targeted L2-PGD examples of the forget set, ``n_adv`` per instance, labelled with their
         targets (the retain-set stand-in). Cached per settings, so methods sharing them share
         one set; a method served from the cache is still charged the generation time in its
-        ``"proxy"`` phase, so its seconds are those of a request that ran alone."""
-        key = (n_adv, pgd, target_rule, tag)
+        ``"proxy"`` phase, so its seconds are those of a request that ran alone. ``attacked``
+        defaults to the original model."""
+        attacked = attacked if attacked is not None else self.original
+        key = (n_adv, pgd, target_rule, id(attacked))
         if key in self.proxy_cache:
             images, targets, seconds = self.proxy_cache[key]
             timer.seconds["proxy"] += seconds
@@ -126,7 +129,7 @@ class UnlearnContext:
         with timer.phase("proxy"):
             start = time.perf_counter()
             images, targets = build_proxy_set(
-                attacked if attacked is not None else self.original,
+                attacked,
                 self.forget_images,
                 self.forget_labels,
                 n_adv,

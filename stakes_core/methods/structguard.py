@@ -132,7 +132,7 @@ class StructGuard(UnlearningMethod):
                 raise ValueError("proxy_source='l2ul' needs the l2ul method to run before structguard in the same experiment")
             attacked = ctx.unlearned["l2ul"]
         self.proxy_images, self.proxy_targets = ctx.proxy_set(
-            cfg.n_adv, cfg.pgd, cfg.target_rule, self.timer, attacked=attacked, tag=cfg.proxy_source
+            cfg.n_adv, cfg.pgd, cfg.target_rule, self.timer, attacked=attacked
         )
         self.model = trainable_copy(ctx.original)
         self.projector = Projector(self.model.feature_dim, ctx.anchors.shape[1]).to(ctx.device).train()
