@@ -3,6 +3,7 @@ and the CLI runs, saves, tabulates and fails cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -110,3 +111,33 @@ def test_corrupt_checkpoint_is_reported_and_left_alone(digits_runs, tmp_path, mo
 def test_console_script_module_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "stakes_core.cli", "list"], capture_output=True, text=True, check=True)
     assert "methods: adv, l2ul, neggrad, oracle, structguard" in done.stdout
+
+
+def test_cli_runs_a_users_image_folder_preset(tmp_path, isolated_cache, capsys) -> None:
+    """The path a user takes for Lacuna-10 faces: a folder of class sub-folders + a preset."""
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["alice", "bob", "carol"]):
+        folder = tmp_path / "faces" / name
+        folder.mkdir(parents=True)
+        for i in range(12):
+            pixels = (rng.random((20, 20, 3)) * 80 + 60 * c).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    descriptions = tmp_path / "faces.json"
+    descriptions.write_text(json.dumps({n: [f"{n}'s face"] for n in ["alice", "bob", "carol"]}))
+    preset = {
+        "dataset": {"name": "imagefolder", "root": str(tmp_path / "faces"), "image_size": 16},
+        "pretrain": {"model": "resnet18_narrow", "model_kwargs": {"width": 4}, "epochs": 2},
+        "anchors": {"encoder": "random:32", "descriptions": str(descriptions)},
+        "k": [2],
+        "methods": {"structguard": {"n_adv": 4, "pgd_iterations": 3, "pgd_eps": 0.5, "max_epochs": 3}},
+    }
+    (tmp_path / "faces_preset.json").write_text(json.dumps(preset))
+    argv = ["run", "--preset", str(tmp_path / "faces_preset.json"), "--methods", "neggrad", "structguard",
+            "--out", str(tmp_path / "runs"), "--quiet", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "runs" / "imagefolder" / "k2" / "seed0" / "summary.json").read_text())
+    assert summary["dataset"]["classes"] == ["alice", "bob", "carol"]
+    assert set(summary["methods"]) == {"neggrad", "structguard"}
