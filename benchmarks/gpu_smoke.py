@@ -24,7 +24,12 @@ from pathlib import Path
 import torch
 
 from stakes_core.data import DATASETS, Augmentation, ImageDataset
-from stakes_core.experiment import experiment_config, prepare_context, run_experiment, run_method
+from stakes_core.experiment import (
+    experiment_config,
+    prepare_context,
+    run_experiment,
+    run_method,
+)
 
 
 @DATASETS.register("synthetic32")

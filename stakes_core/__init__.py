@@ -7,10 +7,27 @@ The public API, by registry (``list_*`` / ``create_*``) and by task::
     result.method("structguard").metrics   # retain_acc, forget_acc, test_acc, deletion_rate
 """
 
-from stakes_core.anchors import build_anchors, create_encoder, list_encoders, load_descriptions, register_encoder
+from stakes_core.anchors import (
+    build_anchors,
+    create_encoder,
+    list_encoders,
+    load_descriptions,
+    register_encoder,
+)
 from stakes_core.data import create_dataset, list_datasets
-from stakes_core.experiment import ExperimentConfig, experiment_config, prepare_context, run_experiment, run_method
-from stakes_core.methods import UnlearningMethod, create_method, list_methods, register_method
+from stakes_core.experiment import (
+    ExperimentConfig,
+    experiment_config,
+    prepare_context,
+    run_experiment,
+    run_method,
+)
+from stakes_core.methods import (
+    UnlearningMethod,
+    create_method,
+    list_methods,
+    register_method,
+)
 from stakes_core.models import create_model, list_models, register_model
 from stakes_core.presets import list_presets, load_preset
 from stakes_core.results import MethodResult, RunResult

@@ -9,6 +9,7 @@ detected on load instead of silently used, and a failed write never replaces a g
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -78,8 +79,6 @@ class TensorCache:
 
     def save(self, key: str, payload: Any, config: dict[str, Any]) -> Path:
         """Store ``payload`` under ``key``; the sidecar is written last, so it marks completeness."""
-        import io
-
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         data = buffer.getvalue()

@@ -13,7 +13,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from stakes_core.anchors import ClassMismatchWarning, DescriptionsError, EncoderUnavailableError, list_encoders
+from stakes_core.anchors import (
+    ClassMismatchWarning,
+    DescriptionsError,
+    EncoderUnavailableError,
+    list_encoders,
+)
 from stakes_core.cache import CorruptCacheError
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError, list_datasets
 from stakes_core.methods import PAPER_METHODS, list_methods
@@ -79,7 +84,14 @@ def command_run(args: argparse.Namespace) -> None:
 
 def command_table(args: argparse.Namespace) -> None:
     from stakes_core.results import RunResult, find_runs
-    from stakes_core.table import collapse_correlation, paired_difference, paired_markdown, summarize, to_csv, to_markdown
+    from stakes_core.table import (
+        collapse_correlation,
+        paired_difference,
+        paired_markdown,
+        summarize,
+        to_csv,
+        to_markdown,
+    )
 
     directories = [d for root in args.runs for d in find_runs(root)]
     if not directories:

@@ -16,8 +16,19 @@ from typing import Any, Callable
 import torch
 
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
-from stakes_core.data import ImageDataset, choose_forget_indices, choose_probe_indices, create_dataset
-from stakes_core.methods import METHODS, PAPER_METHODS, StepRecord, UnlearnContext, create_method
+from stakes_core.data import (
+    ImageDataset,
+    choose_forget_indices,
+    choose_probe_indices,
+    create_dataset,
+)
+from stakes_core.methods import (
+    METHODS,
+    PAPER_METHODS,
+    StepRecord,
+    UnlearnContext,
+    create_method,
+)
 from stakes_core.metrics import evaluate
 from stakes_core.models.pretrain import PretrainConfig, Pretrained, load_or_pretrain
 from stakes_core.presets import load_preset

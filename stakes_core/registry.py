@@ -7,7 +7,7 @@ the package with :meth:`Registry.register`.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -52,5 +52,3 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-
-Factory = Callable[..., object]

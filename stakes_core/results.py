@@ -10,6 +10,7 @@ and, optionally, ``models/<method>.pt`` with the unlearned weights.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -109,8 +110,6 @@ class RunResult:
         atomic_write_bytes(directory / "summary.json", json.dumps(summary, indent=2).encode())
         atomic_write_bytes(directory / "steps.csv", self._steps_csv().encode())
         if save_models:
-            import io
-
             for name, model in self.models.items():
                 buffer = io.BytesIO()
                 torch.save(model.state_dict(), buffer)
@@ -119,8 +118,6 @@ class RunResult:
 
     def _steps_csv(self) -> str:
         terms = sorted({t for result in self.methods.values() for r in result.curve for t in r.terms})
-        import io
-
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow([*STEP_COLUMNS, *terms])

@@ -115,8 +115,8 @@ def test_console_script_module_runs() -> None:
 
 def test_cli_runs_a_users_image_folder_preset(tmp_path, isolated_cache, capsys) -> None:
     """The path a user takes for Lacuna-10 faces: a folder of class sub-folders + a preset."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for c, name in enumerate(["alice", "bob", "carol"]):

@@ -8,9 +8,15 @@ import math
 import pytest
 
 from stakes_core.experiment import run_method
-from stakes_core.results import MethodResult, RunResult, RunResultError, find_runs
 from stakes_core.methods import StepRecord
-from stakes_core.table import collapse_correlation, paired_difference, summarize, to_csv, to_markdown
+from stakes_core.results import MethodResult, RunResult, RunResultError, find_runs
+from stakes_core.table import (
+    collapse_correlation,
+    paired_difference,
+    summarize,
+    to_csv,
+    to_markdown,
+)
 from tests.helpers import tiny_context
 
 

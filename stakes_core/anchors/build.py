@@ -11,7 +11,12 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from stakes_core.anchors.descriptions import Descriptions, class_prompt, descriptions_hash, load_descriptions
+from stakes_core.anchors.descriptions import (
+    Descriptions,
+    class_prompt,
+    descriptions_hash,
+    load_descriptions,
+)
 from stakes_core.anchors.encoders import create_encoder, weights_fingerprint
 from stakes_core.cache import CorruptCacheError, TensorCache, config_key
 

@@ -10,7 +10,11 @@ from stakes_core.data import cifar, digits, imagefolder  # noqa: F401  (register
 from stakes_core.data.base import DATASETS, Augmentation, ImageDataset
 from stakes_core.data.batches import augment_batch, to_float
 from stakes_core.data.errors import DatasetFormatError, DatasetNotFoundError
-from stakes_core.data.forget import choose_forget_indices, choose_probe_indices, retain_indices
+from stakes_core.data.forget import (
+    choose_forget_indices,
+    choose_probe_indices,
+    retain_indices,
+)
 
 
 def create_dataset(name: str, **kwargs) -> ImageDataset:

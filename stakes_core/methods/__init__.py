@@ -25,7 +25,12 @@ from stakes_core.methods.base import (
 from stakes_core.methods.l2ul import L2UL, L2ULConfig
 from stakes_core.methods.neggrad import NegGrad, SGDMethodConfig
 from stakes_core.methods.oracle import Oracle
-from stakes_core.methods.structguard import ProjectedClassifier, Projector, StructGuard, StructGuardConfig
+from stakes_core.methods.structguard import (
+    ProjectedClassifier,
+    Projector,
+    StructGuard,
+    StructGuardConfig,
+)
 from stakes_core.registry import Registry
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")

@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from stakes_core.attacks import PGDConfig
-from stakes_core.methods.base import UnlearnContext, UnlearningMethod, paired_with_forget, trainable_copy
+from stakes_core.methods.base import (
+    UnlearnContext,
+    UnlearningMethod,
+    paired_with_forget,
+    trainable_copy,
+)
 from stakes_core.methods.neggrad import SGDMethodConfig, sgd_for
 
 

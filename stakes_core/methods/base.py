@@ -16,8 +16,8 @@ import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import contextmanager
-from functools import cached_property
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import torch

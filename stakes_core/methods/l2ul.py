@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import torch
 
 from stakes_core.methods.adv import Adv, ProxyConfig, proxy_and_forget_loss
-from stakes_core.methods.base import UnlearnContext, distance_penalty, forget_batches, trainable_copy
+from stakes_core.methods.base import (
+    UnlearnContext,
+    distance_penalty,
+    forget_batches,
+    trainable_copy,
+)
 
 
 @dataclass

@@ -12,7 +12,13 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
-from stakes_core.methods.base import MethodConfig, UnlearnContext, UnlearningMethod, forget_batches, trainable_copy
+from stakes_core.methods.base import (
+    MethodConfig,
+    UnlearnContext,
+    UnlearningMethod,
+    forget_batches,
+    trainable_copy,
+)
 
 
 @dataclass

@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from stakes_core.data import retain_indices, to_float
-from stakes_core.methods.base import UnlearnContext, UnlearningMethod, forget_batches, trainable_copy
+from stakes_core.methods.base import (
+    UnlearnContext,
+    UnlearningMethod,
+    forget_batches,
+    trainable_copy,
+)
 from stakes_core.methods.neggrad import SGDMethodConfig, sgd_for
 
 

@@ -48,7 +48,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stakes_core.methods.adv import ProxyConfig
-from stakes_core.methods.base import UnlearnContext, UnlearningMethod, distance_penalty, paired_with_forget, trainable_copy
+from stakes_core.methods.base import (
+    UnlearnContext,
+    UnlearningMethod,
+    distance_penalty,
+    paired_with_forget,
+    trainable_copy,
+)
 from stakes_core.structure import Embedder, affinities, structure_discrepancy
 
 
