@@ -8,7 +8,9 @@ so their structural-collapse curves are comparable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -81,8 +83,6 @@ def order_methods(names: list[str]) -> list[str]:
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``"structguard.lr=0.01"`` → ``("structguard", "lr", 0.01)``; values are read as JSON
     when they parse (numbers, booleans), otherwise kept as strings."""
-    import json
-
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ValueError(f"override '{text}' is not of the form method.key=value")
     target, raw = text.split("=", 1)
@@ -143,16 +143,21 @@ def dataset_fingerprint(dataset: ImageDataset) -> dict[str, Any]:
     return {"name": dataset.name, "shape": list(dataset.image_shape), "train_sha256": digest.hexdigest()}
 
 
+@functools.lru_cache(maxsize=2)
+def _load_dataset(options_json: str) -> tuple[ImageDataset, dict[str, Any]]:
+    """A dataset and its fingerprint, loaded once per process for a grid of (k, seed) runs."""
+    options = json.loads(options_json)
+    dataset = create_dataset(options.pop("name"), **options)
+    return dataset, dataset_fingerprint(dataset)
+
+
 def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[UnlearnContext, Pretrained]:
     """Load the dataset, pretrained model (cached) and anchors (cached) of ``config`` and build
     the shared context every method of the run starts from."""
-    options = {k: v for k, v in config.dataset.items() if k != "name"}
-    dataset = create_dataset(config.dataset["name"], **options)
+    dataset, fingerprint = _load_dataset(json.dumps(config.dataset, sort_keys=True))
     if not 0 < config.k < dataset.num_train:
         raise ValueError(f"k={config.k} is invalid: choose 1 ≤ k < {dataset.num_train} (the number of training images)")
-    pretrained = load_or_pretrain(
-        PretrainConfig(**config.pretrain), dataset, dataset_fingerprint(dataset), config.device, progress
-    )
+    pretrained = load_or_pretrain(PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress)
     descriptions = match_classes(load_descriptions(config.descriptions), dataset.classes)
     device = config.device
     anchors = build_anchors(descriptions, config.encoder).to(device)
@@ -182,8 +187,8 @@ def run_method(
     outcome = create_method(name, **(hyperparameters or {})).run(context, on_step)
     metrics = evaluate(outcome.model, context.dataset, context.forget_idx, device=context.device)
     return MethodResult(
-        name, outcome.config, metrics, outcome.steps, outcome.epochs, sum(outcome.timings.values()),
-        outcome.timings, outcome.reached_zero, outcome.records,
+        name, outcome.config, metrics, outcome.steps, outcome.epochs, outcome.timings, outcome.reached_zero,
+        outcome.records,
     )
 
 

@@ -39,10 +39,14 @@ class MethodResult:
     metrics: dict[str, float]
     steps: int
     epochs: int
-    seconds: float
     timings: dict[str, float]
     reached_zero: bool
     curve: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the request: the sum of its timed phases."""
+        return sum(self.timings.values())
 
     @property
     def mean_collapse(self) -> float:
@@ -61,7 +65,7 @@ class MethodResult:
 
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "curve"}
-        data.update(mean_collapse=self.mean_collapse, final_collapse=self.final_collapse, tradeoff_acc=self.tradeoff_acc)
+        data.update(seconds=self.seconds, mean_collapse=self.mean_collapse, final_collapse=self.final_collapse, tradeoff_acc=self.tradeoff_acc)
         return data
 
 
@@ -151,7 +155,7 @@ class RunResult:
             )
         methods = {}
         for name, data in summary["methods"].items():
-            fields_ = {k: data[k] for k in ("method", "config", "metrics", "steps", "epochs", "seconds", "timings", "reached_zero")}
+            fields_ = {k: data[k] for k in ("method", "config", "metrics", "steps", "epochs", "timings", "reached_zero")}
             methods[name] = MethodResult(**fields_, curve=curves.get(name, []))
         return cls(
             summary["config"], summary["dataset"], summary["original"], summary["pretrained"],

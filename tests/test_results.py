@@ -65,7 +65,7 @@ def test_reading_a_bad_run_directory_fails_clearly(tmp_path) -> None:
 def fake_run(k: int, seed: int, accs: dict[str, float]) -> RunResult:
     methods = {
         name: MethodResult(name, {}, {"retain_acc": acc, "forget_acc": 0.0, "test_acc": acc, "deletion_rate": 100.0},
-                           steps=10, epochs=2, seconds=1.0, timings={}, reached_zero=True)
+                           steps=10, epochs=2, timings={"steps": 1.0}, reached_zero=True)
         for name, acc in accs.items()
     }
     return RunResult({"seed": seed}, {"name": "fake"}, {"retain_acc": 99.0, "forget_acc": 100.0, "test_acc": 98.0},

@@ -252,7 +252,6 @@ class UnlearningMethod(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     stop_every: ClassVar[str] = "step"
-    uses_retain_set: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
         config = config if config is not None else self.config_class()

@@ -26,7 +26,6 @@ from stakes_core.methods.neggrad import SGDMethodConfig, sgd_for
 class Oracle(UnlearningMethod):
     name = "oracle"
     config_class = SGDMethodConfig
-    uses_retain_set = True
 
     def setup(self, ctx: UnlearnContext) -> None:
         self.model = trainable_copy(ctx.original)

@@ -93,7 +93,7 @@ class Projector(nn.Module):
         self.align_on_output = feature_dim == anchor_dim
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(features))
+        return self.outputs_and_view(features)[0]
 
     def outputs_and_view(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The projected features (fed to the head) and the embedding the structure uses."""
@@ -113,10 +113,6 @@ class ProjectedClassifier(nn.Module):
     @property
     def classifier(self) -> nn.Linear:
         return self.backbone.classifier
-
-    @property
-    def last_conv_block(self) -> nn.Module:
-        return self.backbone.last_conv_block
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.features(x)

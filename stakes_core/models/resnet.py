@@ -121,11 +121,6 @@ class CifarResNet(nn.Module):
         """The linear head h_φ."""
         return self.fc
 
-    @property
-    def last_conv_block(self) -> nn.Module:
-        """The last convolutional stage (the Grad-CAM target layer)."""
-        return self.layer4
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate embedding g_ψ(x) of images in [0, 1]."""
         out = self.stem(self.normalize(x))
