@@ -45,6 +45,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def state_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's weights by content (names, shapes and values, in key order)."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)

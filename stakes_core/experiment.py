@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.cache import state_sha256
 from stakes_core.data import (
     ImageDataset,
     choose_forget_indices,
@@ -200,13 +201,15 @@ def run_experiment(
     """Unlearn ``config.k`` seeded training instances with every method of ``config``."""
     context, pretrained = prepare_context(config, progress)
     results = {name: run_method(context, name, config.method_configs.get(name), on_step) for name in config.methods}
-    dataset = context.dataset
+    dataset, fingerprint = _load_dataset(json.dumps(config.dataset, sort_keys=True))
     return RunResult(
         config=asdict(config),
         dataset={"name": dataset.name, "classes": dataset.classes, "num_train": dataset.num_train,
-                 "num_test": int(dataset.test_labels.numel()), "image_shape": list(dataset.image_shape)},
+                 "num_test": int(dataset.test_labels.numel()), "image_shape": list(dataset.image_shape),
+                 "train_sha256": fingerprint["train_sha256"]},
         original=evaluate(context.original, dataset, context.forget_idx, device=context.device),
-        pretrained={"test_acc": pretrained.test_acc, "seconds": pretrained.seconds, "from_cache": pretrained.from_cache},
+        pretrained={"test_acc": pretrained.test_acc, "seconds": pretrained.seconds, "from_cache": pretrained.from_cache,
+                    "state_sha256": state_sha256(pretrained.model.state_dict())},
         forget_indices=context.forget_idx.tolist(),
         probe_indices=context.probe_idx.tolist(),
         methods=results,

@@ -281,6 +281,12 @@ class UnlearningMethod(ABC):
         """The classifier that is evaluated and shipped after unlearning."""
         return self.model
 
+    @classmethod
+    def deployed_architecture(cls, original: torch.nn.Module, anchor_dim: int) -> torch.nn.Module:
+        """An untrained module shaped like this method's deployed model, into which its saved
+        ``state_dict`` loads (how analyses rebuild unlearned models from a run directory)."""
+        return copy.deepcopy(original)
+
     def structure_views(self, ctx: UnlearnContext) -> dict[str, Embedder]:
         """Embeddings whose collapse is recorded; ``"backbone"`` is the same for every method."""
         return {"backbone": backbone_embedder(self.model, ctx.projection)}

@@ -165,6 +165,10 @@ class StructGuard(UnlearningMethod):
     def deployed(self) -> nn.Module:
         return self.classifier_model
 
+    @classmethod
+    def deployed_architecture(cls, original: nn.Module, anchor_dim: int) -> nn.Module:
+        return ProjectedClassifier(copy.deepcopy(original), Projector(original.feature_dim, anchor_dim))
+
     def train_mode(self) -> None:
         self.model.train()
         self.projector.train()
