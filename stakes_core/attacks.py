@@ -4,16 +4,20 @@ Reproduces advertorch 0.2.3's ``L2PGDAttack(targeted=True, rand_init=True)`` as 
 L2UL and StructGuard code: summed cross-entropy towards the target, random start drawn
 uniformly in the image box and projected onto the ε-ball, steps of ``step`` along the
 L2-normalised gradient, clipping to [0, 1] then projection onto the ε-ball after each step.
-Only the input gradient is computed (no parameter gradients), and many attacks run as one
-batch.
+Only the input gradient is computed (the model's parameters are frozen during the attack, so
+autograd records no parameter-gradient work), and many attacks run as one batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from stakes_core.accel import DEFAULT, Acceleration
 
 _TINY = 1e-6  # advertorch's floor for the gradient norm
 
@@ -38,37 +42,60 @@ def clamp_to_ball(delta: torch.Tensor, eps: float) -> torch.Tensor:
     return delta * torch.clamp(eps / norm, max=1.0).nan_to_num(1.0)
 
 
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Parameters without gradients for the duration of the block (restored afterwards)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
 def targeted_l2_pgd(
     model: torch.nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
     config: PGDConfig,
     generator: torch.Generator | None = None,
+    accel: Acceleration = DEFAULT,
 ) -> torch.Tensor:
     """Adversarial images near ``images`` (float in [0, 1]) that ``model`` should call ``targets``.
 
-    The model is used as it is (callers put it in eval mode); the random start is drawn on the
-    CPU from ``generator`` so results do not depend on the device.
+    The model is used as it is (callers put it in eval mode, and in channels_last when
+    ``accel`` asks for it); the random start is drawn on the CPU from ``generator`` so results
+    do not depend on the device. ``accel`` may autocast the forward pass to bf16.
     """
     if config.eps <= 0 or config.step <= 0 or config.iterations < 0:
         raise ValueError(f"invalid PGD settings {config}")
-    x = images.detach()
+    x = accel.images(images.detach())
     if config.random_init:
         start = torch.rand(x.shape, generator=generator).to(x.device)
         delta = clamp_to_ball(start - x, config.eps)
         delta = torch.clamp(x + delta, 0.0, 1.0) - x
     else:
         delta = torch.zeros_like(x)
-    for _ in range(config.iterations):
-        delta.requires_grad_(True)
-        loss = -F.cross_entropy(model(x + delta), targets, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            grad = grad / torch.clamp(_per_sample_norm(grad), min=_TINY)
-            delta = delta + config.step * grad
-            delta = torch.clamp(x + delta, 0.0, 1.0) - x
-            delta = clamp_to_ball(delta, config.eps)
-    return torch.clamp(x + delta.detach(), 0.0, 1.0)
+    with frozen(model):
+        for _ in range(config.iterations):
+            delta.requires_grad_(True)
+            with accel.autocast(x.device.type):
+                logits = model(x + delta)
+            loss = -F.cross_entropy(logits.float(), targets, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, delta)
+            delta = _step(x, delta.detach(), grad, config)
+    return torch.clamp(x + delta, 0.0, 1.0).contiguous()
+
+
+@torch.no_grad()
+def _step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, config: PGDConfig) -> torch.Tensor:
+    """One advertorch L2 step: normalised ascent, clip to the image box, project to the ε-ball."""
+    grad = grad / torch.clamp(_per_sample_norm(grad), min=_TINY)
+    delta = delta + config.step * grad
+    delta = torch.clamp(x + delta, 0.0, 1.0) - x
+    return clamp_to_ball(delta, config.eps)
 
 
 def draw_targets(labels: torch.Tensor, num_classes: int, rule: str, generator: torch.Generator) -> torch.Tensor:

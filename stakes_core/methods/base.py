@@ -5,6 +5,12 @@ The base class owns what all methods share: seeding, the epoch/step loop, the st
 of forget accuracy and structural collapse, step callbacks and a timing breakdown. A subclass
 says how to prepare (``setup``), what one epoch's batches are (``epoch_batches``) and what one
 step's loss is (``loss``); a few override ``deployed`` or ``structure_views``.
+
+On an accelerator the loop waits for the device once per step: the step's record (loss,
+terms, forget accuracy, collapse) is computed on the device and copied to the host in one
+transfer, which the stopping rule needs anyway. Work the device still has queued is charged
+to the phase that waits for it (``"evaluation"``), so the phases add up to the request's wall
+time but the split between steps and evaluation is approximate on a GPU.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from stakes_core.accel import DEFAULT, Acceleration
 from stakes_core.attacks import PGDConfig, draw_targets, targeted_l2_pgd
 from stakes_core.data import ImageDataset, to_float
-from stakes_core.metrics import accuracy
-from stakes_core.structure import Embedder, StructureProbe, backbone_embedder
+from stakes_core.structure import Embedder, StructureProbe, backbone_embedder, structure_discrepancy
 
 
 @dataclass
@@ -79,7 +85,8 @@ class MethodOutcome:
 class UnlearnContext:
     """What every method of one run starts from. The full ``dataset`` is here for evaluation
     and for the oracle; the instance-wise methods use only the forget set (and the count
-    ``num_retained``), never the retained images."""
+    ``num_retained``), never the retained images. ``accel`` holds the opt-in bf16 autocast and
+    channels_last settings (off by default)."""
 
     original: torch.nn.Module
     dataset: ImageDataset
@@ -94,6 +101,7 @@ class UnlearnContext:
     probe_idx: torch.Tensor | None = None
     proxy_cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=dict)
     unlearned: dict[str, torch.nn.Module] = field(default_factory=dict)
+    accel: Acceleration = DEFAULT
 
     @cached_property
     def forget_images(self) -> torch.Tensor:
@@ -121,7 +129,7 @@ class UnlearnContext:
         ``"proxy"`` phase, so its seconds are those of a request that ran alone. ``attacked``
         defaults to the original model."""
         attacked = attacked if attacked is not None else self.original
-        key = (n_adv, pgd, target_rule, id(attacked))
+        key = (n_adv, pgd, target_rule, id(attacked), self.accel)
         if key in self.proxy_cache:
             images, targets, seconds = self.proxy_cache[key]
             timer.seconds["proxy"] += seconds
@@ -138,6 +146,7 @@ class UnlearnContext:
                 target_rule,
                 torch.Generator().manual_seed(self.seed),
                 progress=self.progress,
+                accel=self.accel,
             )
             self.proxy_cache[key] = (images, targets, time.perf_counter() - start)
         return images, targets
@@ -155,9 +164,12 @@ def build_proxy_set(
     batch_size: int = 128,
     attack_chunk: int = 2048,
     progress: bool = False,
+    accel: Acceleration = DEFAULT,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The proxy set in the authors' order (per forget batch of ``batch_size``, ``n_adv``
-    repetitions of that batch), attacked ``attack_chunk`` images at a time in eval mode."""
+    repetitions of that batch), attacked ``attack_chunk`` images at a time in eval mode (all
+    k·n_adv attacks in one batch up to that size; with ``accel.channels_last``, on a
+    channels_last copy of ``model``)."""
     if n_adv < 1:
         raise ValueError(f"n_adv must be ≥ 1, got {n_adv}")
     sources, targets = [], []
@@ -169,12 +181,15 @@ def build_proxy_set(
     sources_all, targets_all = torch.cat(sources), torch.cat(targets)
     was_training = model.training
     model.eval()
+    attacked = accel.model(copy.deepcopy(model)) if accel.channels_last else model
     adversarial = []
     try:
         chunks = range(0, sources_all.shape[0], attack_chunk)
         for start in tqdm(chunks, desc="proxy set (targeted L2-PGD)", disable=not progress, leave=False):
             stop = start + attack_chunk
-            adversarial.append(targeted_l2_pgd(model, sources_all[start:stop], targets_all[start:stop], pgd, generator))
+            adversarial.append(
+                targeted_l2_pgd(attacked, sources_all[start:stop], targets_all[start:stop], pgd, generator, accel)
+            )
     finally:
         model.train(was_training)
     return torch.cat(adversarial), targets_all
@@ -301,6 +316,7 @@ class UnlearningMethod(ABC):
         torch.manual_seed(ctx.seed)
         with self.timer.phase("setup"):
             self.setup(ctx)
+            ctx.accel.model(self.deployed())
         records = [self._record(ctx, 0, 0, math.nan, {}, 0.0)]
         start = time.perf_counter()
         reached_zero, step, epoch = False, 0, 0
@@ -311,11 +327,12 @@ class UnlearningMethod(ABC):
                 with self.timer.phase("steps"):
                     self.train_mode()
                     self.optimizer.zero_grad(set_to_none=True)
-                    total, terms = self.loss(ctx, batch, epoch, index, step)
+                    with ctx.accel.autocast(ctx.device):
+                        total, terms = self.loss(ctx, batch, epoch, index, step)
                     total.backward()
                     self.optimizer.step()
                 step += 1
-                record = self._record(ctx, step, epoch, total.item(), terms, time.perf_counter() - start)
+                record = self._record(ctx, step, epoch, total.detach(), terms, time.perf_counter() - start)
                 records.append(record)
                 forget_acc = record.forget_acc
                 if on_step is not None:
@@ -338,19 +355,47 @@ class UnlearningMethod(ABC):
         return MethodOutcome(self.name, asdict(self.config), deployed, records, timings, reached_zero)
 
     def _record(
-        self, ctx: UnlearnContext, step: int, epoch: int, loss: float, terms: dict[str, torch.Tensor], seconds: float, force: bool = False
+        self,
+        ctx: UnlearnContext,
+        step: int,
+        epoch: int,
+        loss: float | torch.Tensor,
+        terms: dict[str, torch.Tensor] | dict[str, float],
+        seconds: float,
+        force: bool = False,
     ) -> StepRecord:
+        """Measure the deployed model and build the step's record with one device-to-host copy."""
         with self.timer.phase("evaluation"):
             deployed = self.deployed()
             was_training = deployed.training
             deployed.eval()
-            forget_acc = accuracy(deployed, ctx.forget_images, ctx.forget_labels, device=ctx.device)
-            deployed.train(was_training)
-            collapse = {"backbone": math.nan, "projector": math.nan}
+            scalars = {"forget_acc": forget_hit_rate(deployed, ctx.forget_images, ctx.forget_labels)}
             if force or step % ctx.record_every == 0:
                 for view, embed in self.structure_views(ctx).items():
-                    collapse[view] = ctx.probe.collapse(embed, deployed)
+                    reference, current = ctx.probe.reference, ctx.probe.structure(embed, deployed)
+                    scalars[view] = structure_discrepancy(reference, current)
+            deployed.train(was_training)
+            host = _to_host([*scalars.values(), loss, *terms.values()])
+            values = dict(zip(scalars, host))
+            loss, term_values = host[len(scalars)], host[len(scalars) + 1 :]
         return StepRecord(
-            step, epoch, forget_acc, collapse["backbone"], collapse["projector"], loss, seconds,
-            {name: float(value) for name, value in terms.items()},
+            step, epoch, 100.0 * values["forget_acc"], values.get("backbone", math.nan),
+            values.get("projector", math.nan), loss, seconds, dict(zip(terms, term_values)),
         )
+
+
+@torch.no_grad()
+def forget_hit_rate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Share of ``images`` that ``model`` (in eval mode) labels correctly, as a 0-d float32
+    tensor left on the device (``100 ×`` it is :func:`~stakes_core.metrics.accuracy`)."""
+    if labels.numel() == 0:
+        raise ValueError("cannot measure accuracy on an empty set")
+    predictions = torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, images.shape[0], batch_size)])
+    return (predictions == labels).float().mean()
+
+
+def _to_host(values: list[float | torch.Tensor]) -> list[float]:
+    """Python floats of scalars, with all device tensors copied in one transfer."""
+    tensors = [v.detach().float().reshape(()) for v in values if isinstance(v, torch.Tensor)]
+    moved = iter(torch.stack(tensors).tolist() if tensors else [])
+    return [next(moved) if isinstance(v, torch.Tensor) else float(v) for v in values]
