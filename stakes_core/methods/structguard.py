@@ -30,16 +30,22 @@ Quirks of the official code (method.md §9) are options whose defaults follow th
   checking from step 1 would stop on an untrained projector. Set 0 to see that happen.
 - ``target_rule``: ``"uniform_other"`` (default) or ``"authors"`` (Q5).
 - ``importance``: ``"one_pass"`` (default) averages |∂L_align/∂ψ| over one pass of the proxy
-  set in train mode and restores the batch-norm statistics afterwards; ``"authors"`` cycles
-  the proxy set until |D_r| samples were seen and keeps the batch-norm statistics it
-  updated (Q6). Per batch the gradients are the same, so the two agree up to the weighting
-  of the last partial cycle.
+  set in train mode and restores the batch-norm statistics afterwards. ``"authors_cycling"``
+  is the released procedure, literally: it cycles the proxy set until |D_r| samples were seen
+  and keeps the batch-norm statistics it updated (Q6). ``"authors"`` computes the same thing
+  in one pass: the parameters do not change during the estimate and train-mode batch norm
+  normalises with batch statistics, so every visit of a batch yields the same gradient and
+  the same batch statistics; each batch's gradient is weighted by its number of visits and
+  the running-statistics updates of the later visits are replayed from the recorded batch
+  statistics. The three agree up to the weighting of the last partial cycle (``one_pass``)
+  or to floating-point rounding (``authors`` vs ``authors_cycling``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import itertools
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -155,7 +161,7 @@ class StructGuard(UnlearningMethod):
         choices = {
             "proxy_source": ("original", "l2ul"),
             "reg_schedule": ("every_step", "authors"),
-            "importance": ("one_pass", "authors"),
+            "importance": ("one_pass", "authors", "authors_cycling"),
         }
         for option, allowed in choices.items():
             value = getattr(self.config, option)
@@ -225,34 +231,85 @@ class StructGuard(UnlearningMethod):
 
     def estimate_importance(self, ctx: UnlearnContext) -> dict[str, torch.Tensor]:
         """``I_j = E|∂L_align/∂ψ_j|`` over the proxy set, on the current model and a copy of the
-        projector, in train mode (see the module docstring for the two procedures)."""
+        projector, in train mode (see the module docstring for the three procedures)."""
         projector = copy.deepcopy(self.projector).train()
-        keep_bn = self.config.importance == "one_pass"
-        saved_buffers = {n: b.clone() for n, b in self.model.named_buffers()} if keep_bn else {}
+        mode = self.config.importance
+        saved_buffers = {n: b.clone() for n, b in self.model.named_buffers()} if mode == "one_pass" else {}
         self.model.train()
-        totals = {name: torch.zeros_like(p) for name, p in self.model.named_parameters()}
         size = self.config.batch_size
-        starts = range(0, self.proxy_images.shape[0], size)
-        if self.config.importance == "authors":
-            starts = itertools.cycle(starts)
-            target = ctx.num_retained
-        else:
-            target = self.proxy_images.shape[0]
-        seen = 0
-        for start in starts:
-            x = self.proxy_images[start : start + size]
-            self.model.zero_grad(set_to_none=True)
-            loss, _ = self.alignment_loss(ctx, x, projector)
-            loss.backward()
-            for name, parameter in self.model.named_parameters():
-                if parameter.grad is not None:
-                    totals[name] += parameter.grad.abs() * x.shape[0]
-            seen += x.shape[0]
-            if seen >= target:
-                break
+        sizes = [min(size, self.proxy_images.shape[0] - start) for start in range(0, self.proxy_images.shape[0], size)]
+        visits = list(range(len(sizes))) if mode == "one_pass" else cycle_visits(sizes, ctx.num_retained)
+        counts = Counter(visits)
+        passes = visits if mode == "authors_cycling" else visits[: len(sizes)]
+        totals = {name: torch.zeros_like(p) for name, p in self.model.named_parameters()}
+        recorder = BatchStatsRecorder(self.model)
+        with recorder if mode == "authors" else contextlib.nullcontext():
+            for index in passes:
+                x = self.proxy_images[index * size : index * size + sizes[index]]
+                weight = sizes[index] * (1 if mode == "authors_cycling" else counts[index])
+                recorder.batches.append([])
+                self.model.zero_grad(set_to_none=True)
+                loss, _ = self.alignment_loss(ctx, x, projector)
+                loss.backward()
+                for name, parameter in self.model.named_parameters():
+                    if parameter.grad is not None:
+                        totals[name] += parameter.grad.abs() * weight
         self.model.zero_grad(set_to_none=True)
-        if keep_bn:
-            with torch.no_grad():
-                for name, buffer in self.model.named_buffers():
+        with torch.no_grad():
+            if mode == "authors":
+                recorder.replay([recorder.batches[v] for v in visits[len(passes) :]])
+            for name, buffer in self.model.named_buffers():
+                if name in saved_buffers:
                     buffer.copy_(saved_buffers[name])
+        seen = sum(sizes[v] for v in visits)
         return {name: total / seen for name, total in totals.items()}
+
+
+def cycle_visits(batch_sizes: list[int], target: int) -> list[int]:
+    """Batch indices in the order the authors' loop visits them: cycling the batches until at
+    least ``target`` samples were seen (the last visit may overshoot)."""
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"batch sizes must be positive, got {batch_sizes}")
+    visits, seen = [], 0
+    while seen < max(target, 1):
+        visits.append(len(visits) % len(batch_sizes))
+        seen += batch_sizes[visits[-1]]
+    return visits
+
+
+class BatchStatsRecorder:
+    """While active, records the per-channel batch mean and unbiased variance that each
+    train-mode batch-norm layer of a model normalises with, per forward pass (the caller
+    appends an empty list to ``batches`` before each one); ``replay`` applies the
+    running-statistics updates that those forward passes make."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        self.batches: list[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]] = []
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> "BatchStatsRecorder":
+        self._handles = [layer.register_forward_pre_hook(self._record) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    @torch.no_grad()
+    def _record(self, layer: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if not layer.training:
+            return
+        x = inputs[0].detach().float()
+        dims = [d for d in range(x.dim()) if d != 1]
+        self.batches[-1].append((layer, x.mean(dims), x.var(dims, unbiased=True)))
+
+    @staticmethod
+    def replay(batches: list[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]]) -> None:
+        """Apply the running-statistics updates that the recorded forward passes made, again."""
+        for stats in batches:
+            for layer, mean, var in stats:
+                layer.num_batches_tracked += 1
+                factor = layer.momentum if layer.momentum is not None else 1.0 / float(layer.num_batches_tracked)
+                layer.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+                layer.running_var.mul_(1 - factor).add_(var, alpha=factor)
