@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from stakes_core.accel import Acceleration
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
 from stakes_core.cache import state_sha256
 from stakes_core.data import (
@@ -54,6 +55,8 @@ class ExperimentConfig:
     probe_size: int = 300
     record_every: int = 1
     device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -106,8 +109,13 @@ def experiment_config(
     dataset_options: dict[str, Any] | None = None,
     pretrain_epochs: int | None = None,
     device: str = "auto",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> ExperimentConfig:
-    """An :class:`ExperimentConfig` from a preset and the user's choices (the CLI's path)."""
+    """An :class:`ExperimentConfig` from a preset and the user's choices (the CLI's path).
+    ``precision="bf16"`` and ``channels_last`` are opt-in accelerator settings
+    (:class:`~stakes_core.accel.Acceleration`); the defaults keep fp32 results unchanged."""
+    Acceleration(precision, channels_last)  # fail now on an unknown precision
     spec = load_preset(preset)
     names = order_methods(methods or list(PAPER_METHODS))
     configs = {name: dict(spec["methods"].get(name, {})) for name in names}
@@ -132,6 +140,8 @@ def experiment_config(
         method_configs=configs,
         probe_size=spec.get("probe_size", 300),
         device=resolve_device(device),
+        precision=precision,
+        channels_last=channels_last,
     )
 
 
@@ -173,7 +183,7 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
     probe = StructureProbe(dataset.train_images[probe_idx], anchors, original, projection, device)
     context = UnlearnContext(
         original, dataset, forget_idx, anchors, probe, projection, config.seed, device, progress, config.record_every,
-        probe_idx,
+        probe_idx, accel=Acceleration(config.precision, config.channels_last),
     )
     return context, pretrained
 
