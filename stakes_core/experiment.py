@@ -67,6 +67,12 @@ def resolve_device(device: str = "auto") -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = device
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device '{device}' was asked for but CUDA is not available here")
     if device == "mps" and not torch.backends.mps.is_available():

@@ -10,6 +10,7 @@ import torch
 
 from stakes_core.accel import Acceleration
 from stakes_core.attacks import PGDConfig, frozen, targeted_l2_pgd
+from stakes_core.experiment import resolve_device
 from stakes_core.methods import create_method
 from stakes_core.methods.structguard import cycle_visits
 from stakes_core.metrics import accuracy
@@ -147,3 +148,10 @@ def test_acceleration_settings_run_and_default_is_fp32(context, accel: Accelerat
     assert all(torch.isfinite(torch.tensor([r.loss, r.collapse])).all() for r in outcome.records[1:])
     with pytest.raises(ValueError, match="precision"):
         Acceleration("fp8")
+
+
+def test_device_names_are_checked() -> None:
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
