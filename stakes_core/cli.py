@@ -4,6 +4,7 @@
     stakes run --k 4 8 16 --seeds 0 1 2 3 4      # a grid, one run directory per (k, seed)
     stakes run --preset cifar10 --download --set structguard.pgd_eps=2.0
     stakes table runs/digits --paired structguard l2ul
+    stakes figures runs/digits/k16/seed0         # every figure of a saved run (HTML, PNG when possible)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from stakes_core.analysis.embedding import EMBEDDING_ALGORITHMS
 from stakes_core.anchors import (
     ClassMismatchWarning,
     DescriptionsError,
@@ -21,6 +23,7 @@ from stakes_core.anchors import (
 )
 from stakes_core.cache import CorruptCacheError
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError, list_datasets
+from stakes_core.figures.export import EXPORT_FORMATS, StaticExportUnavailable
 from stakes_core.methods import PAPER_METHODS, list_methods
 from stakes_core.models import list_models
 from stakes_core.presets import PresetError, list_presets
@@ -30,7 +33,7 @@ from stakes_core.results import RunResultError
 #: Errors that are the user's to fix: reported in one line, exit status 2.
 USER_ERRORS = (
     ValueError, UnknownNameError, DatasetNotFoundError, DatasetFormatError, DescriptionsError, CorruptCacheError,
-    EncoderUnavailableError, PresetError, RunResultError, FileNotFoundError,
+    EncoderUnavailableError, PresetError, RunResultError, FileNotFoundError, StaticExportUnavailable,
 )
 
 
@@ -113,6 +116,27 @@ def command_table(args: argparse.Namespace) -> None:
                   f"(oracle excluded): rho = {found['rho']:.2f} (p = {found['p_value']:.1g})")
 
 
+def command_figures(args: argparse.Namespace) -> None:
+    from stakes_core.analysis import load_run
+    from stakes_core.figures import write_report
+    from stakes_core.results import find_runs
+
+    instances = None
+    if args.forget or args.retained or args.test:
+        directories = find_runs(args.run_dir)
+        if len(directories) != 1:
+            raise ValueError("--forget/--retained/--test name instances of one run; give a single run directory")
+        instances = load_run(directories[0], device=args.device).instances(args.forget, args.retained, args.test)
+    report = write_report(
+        args.run_dir, args.out, args.format, args.methods, instances, args.embedding, args.device, args.per_kind,
+        progress=not args.quiet,
+    )
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    timings = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in report.seconds.items())
+    print(f"wrote {len(report.files)} files to {args.out or Path(args.run_dir) / 'figures'} ({timings})")
+
+
 def command_list(args: argparse.Namespace) -> None:
     for title, names in (
         ("presets", list_presets()), ("datasets", list_datasets()), ("models", list_models()),
@@ -149,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--paired", nargs=2, metavar=("A", "B"), help="also print per-seed A − B differences")
     table.add_argument("--correlation", action="store_true", help="rank correlation of mean and final collapse with test_acc")
     table.set_defaults(handler=command_table)
+
+    figures = commands.add_parser("figures", help="write every analysis figure of saved run(s)")
+    figures.add_argument("run_dir", help="a run directory, or a folder of runs (cross-run figures for all of them)")
+    figures.add_argument("--out", help="output folder (default: RUN_DIR/figures)")
+    figures.add_argument("--format", choices=EXPORT_FORMATS, default="auto",
+                         help="html, png or svg (HTML always; auto adds PNG when kaleido finds Chromium)")
+    figures.add_argument("--methods", nargs="+", help="methods to show (default: every method with saved weights)")
+    figures.add_argument("--embedding", choices=EMBEDDING_ALGORITHMS, default="umap", help="2-D layout (pca is fastest)")
+    figures.add_argument("--forget", type=int, nargs="+", help="forgotten training indices to show")
+    figures.add_argument("--retained", type=int, nargs="+", help="retained training indices to show")
+    figures.add_argument("--test", type=int, nargs="+", help="test indices to show")
+    figures.add_argument("--per-kind", type=int, default=4, help="instances of each kind shown by default")
+    figures.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    figures.add_argument("--quiet", action="store_true", help="no progress bars")
+    figures.set_defaults(handler=command_figures)
 
     listing = commands.add_parser("list", help="what can be named: presets, datasets, models, methods, encoders")
     listing.set_defaults(handler=command_list)

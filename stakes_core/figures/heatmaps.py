@@ -1,0 +1,71 @@
+"""Affinity heatmaps: instances × anchors before, after and their difference; anchor × anchor."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from stakes_core.analysis import AffinityView
+from stakes_core.figures.style import KIND_LABELS, finish, method_label
+
+
+def _row_names(view: AffinityView) -> list[str]:
+    return [
+        f"{KIND_LABELS[kind]} #{index} ({view.classes[label]})"
+        for kind, index, label in zip(view.instances.kinds, view.instances.indices, view.labels)
+    ]
+
+
+def affinity_heatmaps_figure(view: AffinityView) -> go.Figure:
+    """S_ori, S_unl and S_unl − S_ori side by side; rows are instances, columns anchors."""
+    rows, columns = _row_names(view), list(view.classes)
+    figure = make_subplots(
+        1, 3, shared_yaxes=True, horizontal_spacing=0.08,
+        subplot_titles=("S_ori: before unlearning", f"S_unl: after {method_label(view.method)}", "S_unl − S_ori"),
+    )
+    low = float(min(view.original.min(), view.unlearned.min()))
+    high = float(max(view.original.max(), view.unlearned.max()))
+    spread = float(view.difference.abs().max()) or 1e-6
+    collapse = view.row_collapse.tolist()
+    for column, (matrix, scale, bounds, bar_x) in enumerate(
+        ((view.original, "Viridis", (low, high), None), (view.unlearned, "Viridis", (low, high), 0.63),
+         (view.difference, "RdBu_r", (-spread, spread), 1.0)), start=1
+    ):
+        figure.add_trace(
+            go.Heatmap(
+                z=matrix.numpy(), x=columns, y=rows, colorscale=scale, zmin=bounds[0], zmax=bounds[1],
+                showscale=bar_x is not None, colorbar={"x": bar_x, "len": 0.9, "thickness": 12} if bar_x else None,
+                customdata=[[c] * len(columns) for c in collapse],
+                hovertemplate="%{y}<br>anchor: %{x}<br>value %{z:.3f}<br>row collapse %{customdata:.4f}<extra></extra>",
+            ),
+            1, column,
+        )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(title="anchor (class)", tickangle=-45)
+    where = "backbone g(x)" if view.view == "backbone" else "projector embedding"
+    return finish(
+        figure, f"Instance-to-anchor affinities S = norm(V)·Aᵀ under {method_label(view.method)}",
+        f"embedding: {where}; mean row collapse {sum(collapse) / len(collapse):.4f}",
+        height=max(380, 110 + 22 * len(rows)),
+    )
+
+
+def anchor_similarity_figure(similarity: torch.Tensor, classes: Sequence[str], encoder: str = "") -> go.Figure:
+    """Cosine similarity between the anchors (the stakes) themselves."""
+    names = list(classes)
+    matrix = similarity.numpy()
+    off_diagonal = (similarity.sum() - similarity.diagonal().sum()) / max(1, similarity.numel() - len(names))
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix, x=names, y=names, colorscale="Viridis", zmin=min(0.0, float(matrix.min())), zmax=1.0,
+            hovertemplate="%{y} ↔ %{x}<br>cosine %{z:.3f}<extra></extra>", colorbar={"title": "cosine"},
+        )
+    )
+    figure.update_yaxes(autorange="reversed", scaleanchor="x")
+    figure.update_xaxes(tickangle=-45)
+    source = f" ({encoder})" if encoder else ""
+    return finish(figure, f"Anchor-to-anchor similarity{source}", f"mean off-diagonal cosine {float(off_diagonal):.2f}",
+                  height=max(440, 140 + 18 * len(names)))

@@ -1,0 +1,159 @@
+"""Every figure of one or several saved runs, written to disk (``stakes figures RUN_DIR``).
+
+Figures across runs (collapse curves, collapse against trade-off) use every run found under the
+path; the per-model analyses (affinities, embedding, Grad-CAM, retrieval, privacy) run for each
+run whose unlearned models were saved. Timings and the numbers behind the bar charts go to
+``analysis.json`` beside each run's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from tqdm.auto import tqdm
+
+from stakes_core.analysis import (
+    AnalysisError,
+    Instances,
+    LoadedRun,
+    affinity_view,
+    collapse_curves,
+    embedding_view,
+    load_run,
+    tradeoff_points,
+)
+from stakes_core.analysis.gradcam import gradcam_view
+from stakes_core.analysis.privacy import privacy_view
+from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
+from stakes_core.anchors.build import anchor_similarity
+from stakes_core.data import to_float
+from stakes_core.figures.curves import collapse_curves_figure, collapse_tradeoff_figure
+from stakes_core.figures.embedding import embedding_figure
+from stakes_core.figures.export import save_figures
+from stakes_core.figures.grids import gradcam_grid_figure, retrieval_grid_figure
+from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_similarity_figure
+from stakes_core.figures.metrics import privacy_figure, retrieval_metrics_figure
+from stakes_core.results import RunResult, RunResultError, find_runs
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote, how long each analysis took and what it had to skip."""
+
+    files: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_report(
+    path: str | Path, out: str | Path | None = None, format: str = "auto", methods: Sequence[str] | None = None,
+    instances: Instances | None = None, embedding: str = "umap", device: str = "cpu", per_kind: int = 4,
+    progress: bool = True,
+) -> Report:
+    """Write every figure for the run(s) under ``path`` into ``out`` (default ``path/figures``)."""
+    path = Path(path)
+    directories = find_runs(path)
+    if not directories:
+        raise AnalysisError(f"no run directory (with summary.json) under {path}")
+    try:
+        runs = [RunResult.load(d) for d in directories]
+    except RunResultError as error:
+        raise AnalysisError(str(error)) from None
+    out = Path(out) if out is not None else path / "figures"
+    report = Report()
+    timed = _timer(report)
+    figures = {
+        "collapse_curves": timed("collapse curves", lambda: collapse_curves_figure(collapse_curves(runs, methods))),
+        "collapse_vs_tradeoff": timed("collapse vs trade-off", lambda: collapse_tradeoff_figure(tradeoff_points(runs, methods))),
+    }
+    projector = collapse_curves(runs, methods, view="projector")
+    if projector:
+        figures["collapse_curves_projector"] = collapse_curves_figure(projector, view="projector")
+    _save(report, figures, out, format)
+    analysable = [d for d in directories if (d / "models").is_dir()]
+    report.notes += [f"{d}: no saved models (run without --no-models to analyse them)" for d in directories if d not in analysable]
+    for directory in tqdm(analysable, desc="figures", disable=not progress or len(analysable) < 2):
+        target = out if directory == path else out / directory.relative_to(path)
+        run = load_run(directory, device=device)
+        _run_figures(run, report, target, format, run.check_methods(methods), instances, embedding, per_kind, progress)
+    return report
+
+
+def _run_figures(
+    run: LoadedRun, report: Report, out: Path, format: str, methods: list[str], instances: Instances | None,
+    embedding: str, per_kind: int, progress: bool,
+) -> None:
+    local = Report()
+    timed = _timer(local)
+    chosen = instances or run.default_instances(per_kind, seed=run.result.seed)
+    figures: dict[str, go.Figure] = {
+        "anchor_similarity": anchor_similarity_figure(
+            anchor_similarity(run.context.anchors.cpu()), run.dataset.classes, run.result.config["encoder"]
+        )
+    }
+    steps = [(f"affinity {m}", m) for m in methods] + [(f"{embedding} {m}", m) for m in methods]
+    bar = tqdm(total=len(steps) + 3, desc=f"analyses of {run.directory.name}", disable=not progress)
+    for label, method in steps:
+        if label.startswith("affinity"):
+            figures[f"affinity_{method}"] = timed(label, lambda: affinity_heatmaps_figure(affinity_view(run, method, chosen)))
+        else:
+            layout_points = run.default_instances(300, seed=run.result.seed)
+            view = timed(label, lambda: embedding_view(run, method, layout_points, embedding, seed=run.result.seed))
+            figures[f"embedding_{method}"] = embedding_figure(view)
+        bar.update()
+    cams = timed("gradcam", lambda: gradcam_view(run, chosen, methods))
+    figures["gradcam"] = gradcam_grid_figure(cams)
+    bar.update()
+    retrieval = timed("retrieval", lambda: retrieval_view(run, methods, seed=run.result.seed))
+    figures["retrieval_metrics"] = retrieval_metrics_figure(retrieval)
+    shown = [retrieval.query_kinds.index(kind) for kind in ("forget", "retained", "test") if kind in retrieval.query_kinds]
+    figures["retrieval_topk"] = retrieval_grid_figure(retrieval, _images_for(run, retrieval, shown), shown, run.dataset.classes)
+    bar.update()
+    privacy = timed("privacy", lambda: privacy_view(run, methods, seed=run.result.seed))
+    figures["privacy"] = privacy_figure(privacy)
+    bar.update()
+    bar.close()
+    _save(local, figures, out, format)
+    summary = {
+        "run": str(run.directory), "methods": methods, "seconds": {k: round(v, 3) for k, v in local.seconds.items()},
+        "retrieval": retrieval.table(), "privacy": {"mia_efficacy": privacy.mia_efficacy, "attack_acc": privacy.attack_acc},
+        "instances": {"kinds": list(chosen.kinds), "indices": list(chosen.indices)},
+    }
+    (out / "analysis.json").write_text(json.dumps(summary, indent=2))
+    report.files += [*local.files, out / "analysis.json"]
+    report.notes += [n for n in local.notes if n not in report.notes]
+    for label, seconds in local.seconds.items():
+        report.seconds[label] = report.seconds.get(label, 0.0) + seconds
+
+
+def _images_for(run: LoadedRun, view: RetrievalView, queries: list[int]) -> dict[tuple[str, int], np.ndarray]:
+    needed = {("test" if view.query_kinds[q] == "test" else "train", view.query_indices[q]) for q in queries}
+    needed |= {("train", g) for tops in view.top.values() for q in queries for g in tops[q]}
+    dataset = run.dataset
+    return {
+        (split, i): to_float((dataset.test_images if split == "test" else dataset.train_images)[i]).numpy()
+        for split, i in needed
+    }
+
+
+def _timer(report: Report) -> Callable:
+    def timed(label: str, compute: Callable):
+        start = time.perf_counter()
+        value = compute()
+        report.seconds[label] = report.seconds.get(label, 0.0) + time.perf_counter() - start
+        return value
+
+    return timed
+
+
+def _save(report: Report, figures: dict[str, go.Figure], out: Path, format: str) -> None:
+    files, reason = save_figures(figures, out, format)
+    report.files += files
+    if reason and reason not in report.notes:
+        report.notes.append(reason)
