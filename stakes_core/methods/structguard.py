@@ -47,7 +47,7 @@ import contextlib
 import copy
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -241,23 +241,23 @@ class StructGuard(UnlearningMethod):
         visits = list(range(len(sizes))) if mode == "one_pass" else cycle_visits(sizes, ctx.num_retained)
         counts = Counter(visits)
         passes = visits if mode == "authors_cycling" else visits[: len(sizes)]
-        totals = {name: torch.zeros_like(p) for name, p in self.model.named_parameters()}
+        revisits = visits[len(passes) :] if mode == "authors" else []
+        revisited = set(revisits)
         recorder = BatchStatsRecorder(self.model)
-        with recorder if mode == "authors" else contextlib.nullcontext():
-            for index in passes:
-                x = self.proxy_images[index * size : index * size + sizes[index]]
-                weight = sizes[index] * (1 if mode == "authors_cycling" else counts[index])
-                recorder.batches.append([])
-                self.model.zero_grad(set_to_none=True)
+        totals = {name: torch.zeros_like(p) for name, p in self.model.named_parameters()}
+        for index in passes:
+            x = self.proxy_images[index * size : index * size + sizes[index]]
+            weight = sizes[index] * (1 if mode == "authors_cycling" else counts[index])
+            self.model.zero_grad(set_to_none=True)
+            with recorder.recording(index) if index in revisited else contextlib.nullcontext():
                 loss, _ = self.alignment_loss(ctx, x, projector)
-                loss.backward()
-                for name, parameter in self.model.named_parameters():
-                    if parameter.grad is not None:
-                        totals[name] += parameter.grad.abs() * weight
+            loss.backward()
+            for name, parameter in self.model.named_parameters():
+                if parameter.grad is not None:
+                    totals[name] += parameter.grad.abs() * weight
         self.model.zero_grad(set_to_none=True)
         with torch.no_grad():
-            if mode == "authors":
-                recorder.replay([recorder.batches[v] for v in visits[len(passes) :]])
+            recorder.replay([recorder.batches[v] for v in revisits])
             for name, buffer in self.model.named_buffers():
                 if name in saved_buffers:
                     buffer.copy_(saved_buffers[name])
@@ -278,31 +278,32 @@ def cycle_visits(batch_sizes: list[int], target: int) -> list[int]:
 
 
 class BatchStatsRecorder:
-    """While active, records the per-channel batch mean and unbiased variance that each
-    train-mode batch-norm layer of a model normalises with, per forward pass (the caller
-    appends an empty list to ``batches`` before each one); ``replay`` applies the
-    running-statistics updates that those forward passes make."""
+    """Records, under a key, the per-channel batch mean and unbiased variance that each
+    train-mode batch-norm layer of a model normalises with during a forward pass;
+    ``replay`` applies the running-statistics updates that recorded passes made, again."""
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        self.batches: list[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]] = []
-        self._handles: list[Any] = []
+        self.batches: dict[int, list[tuple[nn.Module, torch.Tensor, torch.Tensor]]] = {}
 
-    def __enter__(self) -> "BatchStatsRecorder":
-        self._handles = [layer.register_forward_pre_hook(self._record) for layer in self.layers]
-        return self
+    @contextlib.contextmanager
+    def recording(self, key: int) -> Iterator[None]:
+        """Record the forward passes run inside the block under ``key``."""
+        records = self.batches.setdefault(key, [])
 
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
+        @torch.no_grad()
+        def hook(layer: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if layer.training:
+                x = inputs[0].detach().float()
+                dims = [d for d in range(x.dim()) if d != 1]
+                records.append((layer, x.mean(dims), x.var(dims, unbiased=True)))
 
-    @torch.no_grad()
-    def _record(self, layer: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        if not layer.training:
-            return
-        x = inputs[0].detach().float()
-        dims = [d for d in range(x.dim()) if d != 1]
-        self.batches[-1].append((layer, x.mean(dims), x.var(dims, unbiased=True)))
+        handles = [layer.register_forward_pre_hook(hook) for layer in self.layers]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     @staticmethod
     def replay(batches: list[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]]) -> None:
