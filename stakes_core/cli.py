@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from stakes_core.accel import PRECISIONS
 from stakes_core.analysis.embedding import EMBEDDING_ALGORITHMS
 from stakes_core.anchors import (
     ClassMismatchWarning,
@@ -76,6 +77,7 @@ def command_run(args: argparse.Namespace) -> None:
             config = experiment_config(
                 args.preset, k=k, seed=seed, methods=methods, overrides=args.set, encoder=args.encoder,
                 descriptions=args.descriptions, dataset_options=dataset_options(args), device=args.device,
+                precision=args.precision, channels_last=args.channels_last,
             )
             result = run_experiment(config, progress=not args.quiet)
             directory = Path(args.out) / config.dataset["name"] / f"k{config.k}" / f"seed{seed}"
@@ -164,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a hyperparameter")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--no-models", action="store_true", help="do not save the unlearned weights")
+    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="bf16 autocasts attacks and update steps (GPUs; changes results beyond rounding)")
+    run.add_argument("--channels-last", action="store_true",
+                     help="NHWC memory layout (faster on GPUs and, for narrow models, CPUs; rounding-level changes)")
     run.set_defaults(handler=command_run)
 
     table = commands.add_parser("table", help="methods × k table (mean ± sd over seeds) from saved runs")

@@ -141,3 +141,11 @@ def test_cli_runs_a_users_image_folder_preset(tmp_path, isolated_cache, capsys) 
     summary = json.loads((tmp_path / "runs" / "imagefolder" / "k2" / "seed0" / "summary.json").read_text())
     assert summary["dataset"]["classes"] == ["alice", "bob", "carol"]
     assert set(summary["methods"]) == {"neggrad", "structguard"}
+
+
+def test_cli_run_passes_acceleration_flags(tmp_path) -> None:
+    assert main(["run", "--k", "4", "--methods", "neggrad", "--channels-last", "--out", str(tmp_path), "--quiet",
+                 "--device", "cpu", "--no-models"]) == 0
+    summary = json.loads((tmp_path / "digits" / "k4" / "seed0" / "summary.json").read_text())
+    assert summary["config"]["channels_last"] is True and summary["config"]["precision"] == "fp32"
+    assert summary["methods"]["neggrad"]["metrics"]["forget_acc"] == 0.0

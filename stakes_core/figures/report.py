@@ -41,6 +41,9 @@ from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_simila
 from stakes_core.figures.metrics import privacy_figure, retrieval_metrics_figure
 from stakes_core.results import RunResult, RunResultError, find_runs
 
+LAYOUT_PER_KIND = 300
+"""Instances of each kind (forgotten, retained, test) in the embedding layouts."""
+
 
 @dataclass
 class Report:
@@ -103,7 +106,7 @@ def _run_figures(
         if label.startswith("affinity"):
             figures[f"affinity_{method}"] = timed(label, lambda: affinity_heatmaps_figure(affinity_view(run, method, chosen)))
         else:
-            layout_points = run.default_instances(300, seed=run.result.seed)
+            layout_points = run.default_instances(LAYOUT_PER_KIND, seed=run.result.seed)
             view = timed(label, lambda: embedding_view(run, method, layout_points, embedding, seed=run.result.seed))
             figures[f"embedding_{method}"] = embedding_figure(view)
         bar.update()
