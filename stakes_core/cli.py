@@ -119,19 +119,11 @@ def command_table(args: argparse.Namespace) -> None:
 
 
 def command_figures(args: argparse.Namespace) -> None:
-    from stakes_core.analysis import load_run
     from stakes_core.figures import write_report
-    from stakes_core.results import find_runs
 
-    instances = None
-    if args.forget or args.retained or args.test:
-        directories = find_runs(args.run_dir)
-        if len(directories) != 1:
-            raise ValueError("--forget/--retained/--test name instances of one run; give a single run directory")
-        instances = load_run(directories[0], device=args.device).instances(args.forget, args.retained, args.test)
     report = write_report(
-        args.run_dir, args.out, args.format, args.methods, instances, args.embedding, args.device, args.per_kind,
-        progress=not args.quiet,
+        args.run_dir, args.out, args.format, args.methods, args.forget, args.retained, args.test, args.embedding,
+        args.device, args.per_kind, progress=not args.quiet,
     )
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from stakes_core.analysis.features import embed_images
 from stakes_core.analysis.runs import AnalysisError, Instances, LoadedRun
-from stakes_core.cache import TensorCache, config_key, file_sha256, state_sha256
+from stakes_core.cache import TensorCache, config_key, file_sha256
 
 EMBEDDING_ALGORITHMS = ("umap", "aligned-umap", "pca")
 
@@ -91,7 +91,7 @@ def embedding_view(
     """Backbone features of ``instances`` before and after ``method``, laid out in 2-D (cached)."""
     model = run.model(method)
     config = {
-        "original": state_sha256(run.context.original.state_dict()),
+        "original": run.original_sha256,
         "unlearned": file_sha256(run.directory / "models" / f"{method}.pt"),
         "kinds": list(instances.kinds), "indices": list(instances.indices), "algorithm": algorithm, "seed": seed,
         "n_neighbors": n_neighbors, "min_dist": min_dist, "format": 1,

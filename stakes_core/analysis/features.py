@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from stakes_core.metrics import image_batches
+
 FEATURE_VIEWS = ("backbone", "deployed")
 
 
@@ -17,7 +19,7 @@ FEATURE_VIEWS = ("backbone", "deployed")
 def embed_images(
     model: torch.nn.Module, images: torch.Tensor, view: str = "backbone", batch_size: int = 512, device: str = "cpu"
 ) -> torch.Tensor:
-    """Float ``N × d`` features (CPU) of float images in [0, 1]; ``model`` is used in eval mode."""
+    """Float ``N × d`` features (CPU) of uint8 or float images; ``model`` is used in eval mode."""
     if view not in FEATURE_VIEWS:
         raise ValueError(f"feature view '{view}' is not one of {', '.join(FEATURE_VIEWS)}")
     was_training = model.training
@@ -28,8 +30,7 @@ def embed_images(
         handle = model.classifier.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].cpu()))
     try:
         chunks = []
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device)
+        for _, batch in image_batches(images, batch_size, device):
             if view == "backbone":
                 chunks.append(model.features(batch).cpu())
             else:

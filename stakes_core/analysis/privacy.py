@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from stakes_core.analysis.runs import AnalysisError, LoadedRun
-from stakes_core.data import retain_indices, to_float
+from stakes_core.data import retain_indices
+from stakes_core.metrics import logits
 
 MIA_FEATURES = ("confidence", "entropy")
 
 
-@torch.no_grad()
 def attack_features(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, feature: str = "confidence",
     batch_size: int = 512, device: str = "cpu",
@@ -35,16 +35,12 @@ def attack_features(
     if feature not in MIA_FEATURES:
         raise AnalysisError(f"attack feature '{feature}' is not one of {', '.join(MIA_FEATURES)}")
     model.eval()
-    values = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start : start + batch_size]
-        batch = to_float(batch) if batch.dtype == torch.uint8 else batch
-        probs = model(batch.to(device)).softmax(1).cpu()
-        if feature == "confidence":
-            values.append(probs.gather(1, labels[start : start + batch_size, None]).flatten())
-        else:
-            values.append(-(probs * probs.clamp_min(1e-12).log()).sum(1))
-    return torch.cat(values).double().numpy()[:, None]
+    probs = logits(model, images, batch_size, device).softmax(1)
+    if feature == "confidence":
+        values = probs.gather(1, labels[:, None].cpu()).flatten()
+    else:
+        values = -(probs * probs.clamp_min(1e-12).log()).sum(1)
+    return values.double().numpy()[:, None]
 
 
 def fit_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> tuple[object, float]:
@@ -88,15 +84,15 @@ def privacy_view(
     members = retained[torch.randperm(retained.numel(), generator=generator)[:size]]
     nonmembers = torch.randperm(int(dataset.test_labels.numel()), generator=generator)[:size]
     forget = torch.tensor(run.forget_indices)
+    groups = {
+        "members": (dataset.train_images[members], dataset.train_labels[members]),
+        "nonmembers": (dataset.test_images[nonmembers], dataset.test_labels[nonmembers]),
+        "forget": (dataset.train_images[forget], dataset.train_labels[forget]),
+    }
     efficacy, attack_acc = {}, {}
     for name in ["original", *run.check_methods(methods)]:
         model = run.model(name)
-        def features(images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-            return attack_features(model, images, labels, feature, device=run.device)
-        attack, attack_acc[name] = fit_attack(
-            features(dataset.train_images[members], dataset.train_labels[members]),
-            features(dataset.test_images[nonmembers], dataset.test_labels[nonmembers]), seed,
-        )
-        predicted = attack.predict(features(dataset.train_images[forget], dataset.train_labels[forget]))
-        efficacy[name] = 100.0 * float((predicted == 0).mean())
+        scores = {group: attack_features(model, *data, feature, device=run.device) for group, data in groups.items()}
+        attack, attack_acc[name] = fit_attack(scores["members"], scores["nonmembers"], seed)
+        efficacy[name] = 100.0 * float((attack.predict(scores["forget"]) == 0).mean())
     return PrivacyView(feature, efficacy, attack_acc, size, time.perf_counter() - start)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from stakes_core.analysis.features import embed_images
 from stakes_core.analysis.runs import INSTANCE_KINDS, AnalysisError, LoadedRun
-from stakes_core.data import retain_indices, to_float
+from stakes_core.data import retain_indices
 
 RECALL_AT = (1, 5, 10)
 
@@ -98,13 +98,13 @@ def retrieval_view(
     groups = {"forget": run.forget_indices, "retained": run.retained_indices, "test": test.tolist()}
     kinds = [kind for kind in INSTANCE_KINDS for _ in groups[kind]]
     indices = [i for kind in INSTANCE_KINDS for i in groups[kind]]
-    query_images = torch.cat([to_float(dataset.train_images[groups["forget"] + groups["retained"]]),
-                              to_float(dataset.test_images[groups["test"]])])
+    query_images = torch.cat([dataset.train_images[groups["forget"] + groups["retained"]],
+                              dataset.test_images[groups["test"]]])
     query_labels = torch.cat([dataset.train_labels[groups["forget"] + groups["retained"]],
                               dataset.test_labels[groups["test"]]])
     position = {int(g): p for p, g in enumerate(gallery.tolist())}
     exclude = torch.tensor([position.get(i, -1) if kind == "retained" else -1 for kind, i in zip(kinds, indices)])
-    gallery_images = to_float(dataset.train_images[gallery])
+    gallery_images = dataset.train_images[gallery]
     gallery_labels = dataset.train_labels[gallery]
     metrics, tops = {}, {}
     for name in ["original", *run.check_methods(methods)]:

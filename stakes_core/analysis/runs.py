@@ -53,6 +53,7 @@ class LoadedRun:
     directory: Path
     result: RunResult
     context: UnlearnContext
+    original_sha256: str
     _models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
 
     @property
@@ -174,15 +175,16 @@ def load_run(
     _, fingerprint = _load_dataset(json.dumps(config.dataset, sort_keys=True))
     _check_dataset(result, fingerprint, directory)
     context, pretrained = prepare_context(config, progress=progress)
+    original_sha256 = state_sha256(pretrained.model.state_dict())
     expected = result.pretrained.get("state_sha256")
-    if expected and state_sha256(pretrained.model.state_dict()) != expected:
+    if expected and original_sha256 != expected:
         raise AnalysisError(
             f"the pretrained model cached on this machine is not the one {directory} started from "
             "(it was retrained with other results); analyse the run where it was made, or rerun it here"
         )
     if context.forget_idx.tolist() != result.forget_indices:
         raise AnalysisError(f"{directory}: the forget set drawn for seed {config.seed} differs from the saved one")
-    return LoadedRun(directory, result, context)
+    return LoadedRun(directory, result, context, original_sha256)
 
 
 def _check_dataset(result: RunResult, fingerprint: dict, directory: Path) -> None:

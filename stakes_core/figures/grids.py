@@ -68,7 +68,6 @@ def _image_grid(cells: list[list[tuple[np.ndarray, str]]], column_titles: list[s
         )
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
-    figure.update_annotations(font_size=12, selector={"showarrow": None})
     return figure
 
 

@@ -56,10 +56,14 @@ class Report:
 
 def write_report(
     path: str | Path, out: str | Path | None = None, format: str = "auto", methods: Sequence[str] | None = None,
-    instances: Instances | None = None, embedding: str = "umap", device: str = "cpu", per_kind: int = 4,
-    progress: bool = True,
+    forget: Sequence[int] | None = None, retained: Sequence[int] | None = None, test: Sequence[int] | None = None,
+    embedding: str = "umap", device: str = "cpu", per_kind: int = 4, progress: bool = True,
 ) -> Report:
-    """Write every figure for the run(s) under ``path`` into ``out`` (default ``path/figures``)."""
+    """Write every figure for the run(s) under ``path`` into ``out`` (default ``path/figures``).
+
+    ``forget``/``retained``/``test`` choose the instances shown (dataset indices; one run
+    only); by default ``per_kind`` of each kind. Every input is checked before anything is written.
+    """
     path = Path(path)
     directories = find_runs(path)
     if not directories:
@@ -68,9 +72,16 @@ def write_report(
         runs = [RunResult.load(d) for d in directories]
     except RunResultError as error:
         raise AnalysisError(str(error)) from None
+    analysable = [d for d in directories if (d / "models").is_dir()]
+    chosen_run, instances = None, None
+    if forget or retained or test:
+        if len(analysable) != 1:
+            raise AnalysisError("chosen instances belong to one run: give a single run directory with saved models")
+        chosen_run = load_run(analysable[0], device=device)
+        instances = chosen_run.instances(forget, retained, test)
     out = Path(out) if out is not None else path / "figures"
     report = Report()
-    timed = _timer(report)
+    timed = _timer(report.seconds)
     figures = {
         "collapse_curves": timed("collapse curves", lambda: collapse_curves_figure(collapse_curves(runs, methods))),
         "collapse_vs_tradeoff": timed("collapse vs trade-off", lambda: collapse_tradeoff_figure(tradeoff_points(runs, methods))),
@@ -79,11 +90,10 @@ def write_report(
     if projector:
         figures["collapse_curves_projector"] = collapse_curves_figure(projector, view="projector")
     _save(report, figures, out, format)
-    analysable = [d for d in directories if (d / "models").is_dir()]
     report.notes += [f"{d}: no saved models (run without --no-models to analyse them)" for d in directories if d not in analysable]
     for directory in tqdm(analysable, desc="figures", disable=not progress or len(analysable) < 2):
+        run = chosen_run or load_run(directory, device=device)
         target = out if directory == path else out / directory.relative_to(path)
-        run = load_run(directory, device=device)
         _run_figures(run, report, target, format, run.check_methods(methods), instances, embedding, per_kind, progress)
     return report
 
@@ -92,47 +102,46 @@ def _run_figures(
     run: LoadedRun, report: Report, out: Path, format: str, methods: list[str], instances: Instances | None,
     embedding: str, per_kind: int, progress: bool,
 ) -> None:
-    local = Report()
-    timed = _timer(local)
-    chosen = instances or run.default_instances(per_kind, seed=run.result.seed)
+    seconds: dict[str, float] = {}
+    timed = _timer(seconds)
+    seed = run.result.seed
+    chosen = instances or run.default_instances(per_kind, seed=seed)
+    layout_points = run.default_instances(LAYOUT_PER_KIND, seed=seed)
     figures: dict[str, go.Figure] = {
         "anchor_similarity": anchor_similarity_figure(
             anchor_similarity(run.context.anchors.cpu()), run.dataset.classes, run.result.config["encoder"]
         )
     }
-    steps = [(f"affinity {m}", m) for m in methods] + [(f"{embedding} {m}", m) for m in methods]
-    bar = tqdm(total=len(steps) + 3, desc=f"analyses of {run.directory.name}", disable=not progress)
-    for label, method in steps:
-        if label.startswith("affinity"):
-            figures[f"affinity_{method}"] = timed(label, lambda: affinity_heatmaps_figure(affinity_view(run, method, chosen)))
-        else:
-            layout_points = run.default_instances(LAYOUT_PER_KIND, seed=run.result.seed)
-            view = timed(label, lambda: embedding_view(run, method, layout_points, embedding, seed=run.result.seed))
-            figures[f"embedding_{method}"] = embedding_figure(view)
+    bar = tqdm(total=2 * len(methods) + 3, desc=f"analyses of {run.directory.name}", disable=not progress)
+    for method in methods:
+        view = timed(f"affinity {method}", lambda: affinity_view(run, method, chosen))
+        figures[f"affinity_{method}"] = affinity_heatmaps_figure(view)
         bar.update()
-    cams = timed("gradcam", lambda: gradcam_view(run, chosen, methods))
-    figures["gradcam"] = gradcam_grid_figure(cams)
+    for method in methods:
+        view = timed(f"{embedding} {method}", lambda: embedding_view(run, method, layout_points, embedding, seed=seed))
+        figures[f"embedding_{method}"] = embedding_figure(view)
+        bar.update()
+    figures["gradcam"] = gradcam_grid_figure(timed("gradcam", lambda: gradcam_view(run, chosen, methods)))
     bar.update()
-    retrieval = timed("retrieval", lambda: retrieval_view(run, methods, seed=run.result.seed))
+    retrieval = timed("retrieval", lambda: retrieval_view(run, methods, seed=seed))
     figures["retrieval_metrics"] = retrieval_metrics_figure(retrieval)
     shown = [retrieval.query_kinds.index(kind) for kind in ("forget", "retained", "test") if kind in retrieval.query_kinds]
     figures["retrieval_topk"] = retrieval_grid_figure(retrieval, _images_for(run, retrieval, shown), shown, run.dataset.classes)
     bar.update()
-    privacy = timed("privacy", lambda: privacy_view(run, methods, seed=run.result.seed))
+    privacy = timed("privacy", lambda: privacy_view(run, methods, seed=seed))
     figures["privacy"] = privacy_figure(privacy)
     bar.update()
     bar.close()
-    _save(local, figures, out, format)
+    _save(report, figures, out, format)
     summary = {
-        "run": str(run.directory), "methods": methods, "seconds": {k: round(v, 3) for k, v in local.seconds.items()},
+        "run": str(run.directory), "methods": methods, "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "retrieval": retrieval.table(), "privacy": {"mia_efficacy": privacy.mia_efficacy, "attack_acc": privacy.attack_acc},
         "instances": {"kinds": list(chosen.kinds), "indices": list(chosen.indices)},
     }
     (out / "analysis.json").write_text(json.dumps(summary, indent=2))
-    report.files += [*local.files, out / "analysis.json"]
-    report.notes += [n for n in local.notes if n not in report.notes]
-    for label, seconds in local.seconds.items():
-        report.seconds[label] = report.seconds.get(label, 0.0) + seconds
+    report.files.append(out / "analysis.json")
+    for label, value in seconds.items():
+        report.seconds[label] = report.seconds.get(label, 0.0) + value
 
 
 def _images_for(run: LoadedRun, view: RetrievalView, queries: list[int]) -> dict[tuple[str, int], np.ndarray]:
@@ -145,11 +154,13 @@ def _images_for(run: LoadedRun, view: RetrievalView, queries: list[int]) -> dict
     }
 
 
-def _timer(report: Report) -> Callable:
+def _timer(seconds: dict[str, float]) -> Callable:
+    """``timed(label, compute)``: run ``compute`` and add its wall time to ``seconds[label]``."""
+
     def timed(label: str, compute: Callable):
         start = time.perf_counter()
         value = compute()
-        report.seconds[label] = report.seconds.get(label, 0.0) + time.perf_counter() - start
+        seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
         return value
 
     return timed

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from stakes_core.accel import DEFAULT, Acceleration
 from stakes_core.attacks import PGDConfig, draw_targets, targeted_l2_pgd
 from stakes_core.data import ImageDataset, to_float
+from stakes_core.metrics import correct_fraction
 from stakes_core.structure import Embedder, StructureProbe, backbone_embedder, structure_discrepancy
 
 
@@ -369,7 +370,7 @@ class UnlearningMethod(ABC):
             deployed = self.deployed()
             was_training = deployed.training
             deployed.eval()
-            scalars = {"forget_acc": forget_hit_rate(deployed, ctx.forget_images, ctx.forget_labels)}
+            scalars = {"forget_acc": correct_fraction(deployed, ctx.forget_images, ctx.forget_labels, device=ctx.device)}
             if force or step % ctx.record_every == 0:
                 for view, embed in self.structure_views(ctx).items():
                     reference, current = ctx.probe.reference, ctx.probe.structure(embed, deployed)
@@ -382,16 +383,6 @@ class UnlearningMethod(ABC):
             step, epoch, 100.0 * values["forget_acc"], values.get("backbone", math.nan),
             values.get("projector", math.nan), loss, seconds, dict(zip(terms, term_values)),
         )
-
-
-@torch.no_grad()
-def forget_hit_rate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Share of ``images`` that ``model`` (in eval mode) labels correctly, as a 0-d float32
-    tensor left on the device (``100 ×`` it is :func:`~stakes_core.metrics.accuracy`)."""
-    if labels.numel() == 0:
-        raise ValueError("cannot measure accuracy on an empty set")
-    predictions = torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, images.shape[0], batch_size)])
-    return (predictions == labels).float().mean()
 
 
 def _to_host(values: list[float | torch.Tensor]) -> list[float]:
