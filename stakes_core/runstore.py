@@ -1,0 +1,95 @@
+"""Runs cached by their configuration, so a notebook cell or a dashboard button that asks for
+a run it has already made answers at once.
+
+A run lives in ``<root>/<dataset>-k<k>-seed<seed>-<key>/`` (the ``stakes run`` layout), where
+``key`` hashes the whole :class:`~stakes_core.experiment.ExperimentConfig` with the *content*
+of its descriptions, so editing a descriptions file gives other runs. A run is written to a
+temporary folder and renamed into place only once it is complete: a run that fails or is
+cancelled never replaces or half-fills an entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from stakes_core.anchors import load_descriptions
+from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
+from stakes_core.cache import atomic_write_bytes, cache_root, config_key
+from stakes_core.experiment import ExperimentConfig, run_experiment
+from stakes_core.methods import StepRecord
+from stakes_core.results import FORMAT_VERSION, RunResult
+
+
+def store_root(root: str | Path | None = None) -> Path:
+    """``root``, or the ``runs`` folder of the project cache (``$STAKES_CACHE_DIR``)."""
+    return Path(root) if root is not None else cache_root() / "runs"
+
+
+def run_key(config: ExperimentConfig) -> str:
+    """A stable key of everything that determines the run, descriptions by content."""
+    data = asdict(config)
+    data["descriptions"] = descriptions_hash(load_descriptions(config.descriptions))
+    data["format"] = FORMAT_VERSION
+    return config_key(data)
+
+
+def run_directory(config: ExperimentConfig, root: str | Path | None = None) -> Path:
+    """Where the run of ``config`` is (or will be) stored."""
+    name = f"{config.dataset['name']}-k{config.k}-seed{config.seed}-{run_key(config)}"
+    return store_root(root) / name
+
+
+def is_complete(directory: Path, methods: list[str]) -> bool:
+    """True when ``directory`` holds a finished run with a saved model for every method."""
+    return (directory / "summary.json").is_file() and all(
+        (directory / "models" / f"{name}.pt").is_file() for name in methods
+    )
+
+
+def load_or_run(
+    config: ExperimentConfig,
+    root: str | Path | None = None,
+    progress: bool = True,
+    on_step: Callable[[str, StepRecord], None] | None = None,
+) -> Path:
+    """The directory of the run of ``config``, running it first when it is not stored yet.
+
+    ``on_step`` sees every step record of a new run; raising from it cancels the run, and
+    nothing is stored.
+    """
+    directory = run_directory(config, root)
+    if is_complete(directory, config.methods):
+        return directory
+    result = run_experiment(config, progress=progress, on_step=on_step)
+    return store_result(result, directory)
+
+
+def store_result(result: RunResult, directory: Path) -> Path:
+    """Save ``result`` to ``directory`` all at once (temporary folder, then rename)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    partial = directory.with_name(f".{directory.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        result.save(partial)
+        if directory.exists():  # an incomplete entry (a complete one is returned before running)
+            shutil.rmtree(directory)
+        os.replace(partial, directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return directory
+
+
+def stored_descriptions(descriptions: Descriptions, root: str | Path | None = None) -> str:
+    """Write edited descriptions to a file named by their content and return its path, which
+    an :class:`ExperimentConfig` can use as its ``descriptions`` (validated first)."""
+    descriptions = load_descriptions(descriptions)
+    folder = Path(root) if root is not None else cache_root() / "descriptions"
+    path = folder / f"{descriptions_hash(descriptions)[:20]}.json"
+    if not path.is_file():
+        atomic_write_bytes(path, json.dumps(descriptions, indent=2, ensure_ascii=False).encode("utf-8"))
+    return str(path)

@@ -1,0 +1,56 @@
+"""The run store: equal configs share one stored run, a cancelled run stores nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from stakes_core.anchors import load_descriptions
+from stakes_core.experiment import experiment_config
+from stakes_core.runstore import is_complete, load_or_run, run_directory, run_key, stored_descriptions
+
+SHORT = ["neggrad.max_epochs=1"]
+
+
+def short_config(**options):
+    return experiment_config("digits", k=4, seed=0, methods=["neggrad"], device="cpu", overrides=SHORT, **options)
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_a_stored_run_is_reused_and_a_cancelled_one_stores_nothing(tmp_path) -> None:
+    config = short_config()
+
+    def cancel(method, record):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        load_or_run(config, root=tmp_path, progress=False, on_step=cancel)
+    assert not run_directory(config, tmp_path).exists()
+    assert list(tmp_path.iterdir()) == []  # no partial folder is left behind
+
+    steps = []
+    directory = load_or_run(config, root=tmp_path, progress=False, on_step=lambda m, r: steps.append(r))
+    assert steps and is_complete(directory, ["neggrad"])
+    summary_time = (directory / "summary.json").stat().st_mtime_ns
+    again = []
+    assert load_or_run(config, root=tmp_path, progress=False, on_step=lambda m, r: again.append(r)) == directory
+    assert again == [] and (directory / "summary.json").stat().st_mtime_ns == summary_time
+
+
+def test_keys_follow_the_description_content_not_the_file_name(tmp_path) -> None:
+    shipped = load_descriptions("digits")
+    same = stored_descriptions(shipped, root=tmp_path / "a")
+    edited = dict(shipped)
+    edited["0"] = ["a closed oval loop"]
+    other = stored_descriptions(edited, root=tmp_path / "a")
+    assert run_key(short_config()) == run_key(short_config(descriptions=same))
+    assert run_key(short_config(descriptions=other)) != run_key(short_config())
+    assert run_key(short_config()) != run_key(experiment_config("digits", k=5, seed=0, methods=["neggrad"], device="cpu"))
+
+
+def test_broken_descriptions_are_refused_before_they_are_stored(tmp_path) -> None:
+    with pytest.raises(ValueError, match="empty|attribute|list"):
+        stored_descriptions({"0": []}, root=tmp_path)
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
