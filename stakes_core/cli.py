@@ -22,6 +22,7 @@ from stakes_core.anchors import (
     EncoderUnavailableError,
     list_encoders,
 )
+from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.cache import CorruptCacheError
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError, list_datasets
 from stakes_core.figures.export import EXPORT_FORMATS, StaticExportUnavailable
@@ -77,7 +78,7 @@ def command_run(args: argparse.Namespace) -> None:
             config = experiment_config(
                 args.preset, k=k, seed=seed, methods=methods, overrides=args.set, encoder=args.encoder,
                 descriptions=args.descriptions, dataset_options=dataset_options(args), device=args.device,
-                precision=args.precision, channels_last=args.channels_last,
+                precision=args.precision, channels_last=args.channels_last, anchor_source=args.anchors,
             )
             result = run_experiment(config, progress=not args.quiet)
             directory = Path(args.out) / config.dataset["name"] / f"k{config.k}" / f"seed{seed}"
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, nargs="+", default=[0])
     run.add_argument("--encoder", help="anchor encoder: minilm, clip:ARCH/PRETRAINED, random:DIM")
     run.add_argument("--descriptions", help="shipped description set or a JSON file (class → attributes)")
+    run.add_argument("--anchors", choices=ANCHOR_SOURCES, default="text",
+                     help="text (the paper's), rotated (text anchors × a random rotation) or prototypes (visual)")
     run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a hyperparameter")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--no-models", action="store_true", help="do not save the unlearned weights")

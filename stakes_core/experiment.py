@@ -19,6 +19,7 @@ import torch
 
 from stakes_core.accel import Acceleration
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.anchors.variants import check_anchor_source, prototype_anchors, rotated_anchors
 from stakes_core.cache import state_sha256
 from stakes_core.data import (
     ImageDataset,
@@ -57,6 +58,7 @@ class ExperimentConfig:
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
+    anchor_source: str = "text"
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -117,11 +119,15 @@ def experiment_config(
     device: str = "auto",
     precision: str = "fp32",
     channels_last: bool = False,
+    anchor_source: str = "text",
 ) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from a preset and the user's choices (the CLI's path).
     ``precision="bf16"`` and ``channels_last`` are opt-in accelerator settings
-    (:class:`~stakes_core.accel.Acceleration`); the defaults keep fp32 results unchanged."""
+    (:class:`~stakes_core.accel.Acceleration`); the defaults keep fp32 results unchanged.
+    ``anchor_source`` picks the paper's text anchors or an ablation control
+    (:mod:`stakes_core.anchors.variants`)."""
     Acceleration(precision, channels_last)  # fail now on an unknown precision
+    check_anchor_source(anchor_source)
     spec = load_preset(preset)
     names = order_methods(methods or list(PAPER_METHODS))
     configs = {name: dict(spec["methods"].get(name, {})) for name in names}
@@ -148,6 +154,7 @@ def experiment_config(
         device=resolve_device(device),
         precision=precision,
         channels_last=channels_last,
+        anchor_source=anchor_source,
     )
 
 
@@ -177,10 +184,10 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
     pretrained = load_or_pretrain(PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress)
     descriptions = match_classes(load_descriptions(config.descriptions), dataset.classes)
     device = config.device
-    anchors = build_anchors(descriptions, config.encoder).to(device)
     original = pretrained.model.to(device).eval()
     for parameter in original.parameters():
         parameter.requires_grad_(False)
+    anchors = source_anchors(config, descriptions, original, dataset).to(device)
     forget_idx = choose_forget_indices(dataset.num_train, config.k, config.seed)
     probe_idx = choose_probe_indices(dataset.num_train, forget_idx, config.probe_size, config.seed)
     projection = projection_for(original.feature_dim, anchors.shape[1], seed=config.seed)
@@ -192,6 +199,17 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
         probe_idx, accel=Acceleration(config.precision, config.channels_last),
     )
     return context, pretrained
+
+
+def source_anchors(
+    config: ExperimentConfig, descriptions: dict[str, list[str]], original: torch.nn.Module, dataset: ImageDataset
+) -> torch.Tensor:
+    """The anchors of ``config.anchor_source``: text anchors, rotated text anchors or prototypes."""
+    source = check_anchor_source(config.anchor_source)
+    if source == "prototypes":
+        return prototype_anchors(original, dataset.train_images, dataset.train_labels, dataset.num_classes, config.device)
+    anchors = build_anchors(descriptions, config.encoder)
+    return rotated_anchors(anchors, config.seed) if source == "rotated" else anchors
 
 
 def run_method(

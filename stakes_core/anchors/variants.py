@@ -1,0 +1,57 @@
+"""Where the anchors come from: the paper's text anchors, or one of the ablation's controls.
+
+- ``text``: the encoder applied to the attribute descriptions (the paper's stakes);
+- ``rotated``: the text anchors times a seeded random orthogonal matrix, so the anchors keep
+  their similarities to each other but lose any relation to the encoder's space;
+- ``prototypes``: visual prototypes, the normalised class means of the pretrained backbone's
+  features over the training set (the paper's "visual prototype" ablation; unlike the text
+  anchors they look at the training data).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from stakes_core.metrics import image_batches
+
+ANCHOR_SOURCES = ("text", "rotated", "prototypes")
+
+
+def check_anchor_source(source: str) -> str:
+    """``source`` when it is known, else a ``ValueError`` naming the choices."""
+    if source not in ANCHOR_SOURCES:
+        raise ValueError(f"anchor source '{source}' is not one of {', '.join(ANCHOR_SOURCES)}")
+    return source
+
+
+def rotated_anchors(anchors: torch.Tensor, seed: int) -> torch.Tensor:
+    """``A·Q`` for a seeded random orthogonal ``Q``: the same Gram matrix ``A·Aᵀ``, another subspace."""
+    generator = torch.Generator().manual_seed(seed)
+    gaussian = torch.randn(anchors.shape[1], anchors.shape[1], generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(gaussian)
+    q = q * torch.sign(torch.diagonal(r))  # Haar-distributed, not biased by QR's sign convention
+    return (anchors.double().cpu() @ q).float()
+
+
+@torch.no_grad()
+def prototype_anchors(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, device: str = "cpu"
+) -> torch.Tensor:
+    """Unit class means of ``model.features`` (``num_classes × feature_dim``, CPU)."""
+    was_training = model.training
+    model.eval()
+    sums = None
+    try:
+        for start, batch in image_batches(images, 512, device):
+            features = model.features(batch).float().cpu()
+            if sums is None:
+                sums = torch.zeros(num_classes, features.shape[1])
+            sums.index_add_(0, labels[start : start + len(batch)], features)
+    finally:
+        model.train(was_training)
+    counts = torch.bincount(labels, minlength=num_classes)
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"visual prototypes need images of every class; none of class {missing}")
+    return F.normalize(sums / counts[:, None], dim=1)
