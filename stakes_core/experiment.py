@@ -175,13 +175,29 @@ def _load_dataset(options_json: str) -> tuple[ImageDataset, dict[str, Any]]:
     return dataset, dataset_fingerprint(dataset)
 
 
+def load_dataset(config: ExperimentConfig) -> ImageDataset:
+    """The dataset of ``config`` (loaded once per process)."""
+    return _load_dataset(json.dumps(config.dataset, sort_keys=True))[0]
+
+
+def pretrained_model(
+    config: ExperimentConfig, progress: bool = True, on_epoch: Callable[[int, int, float], None] | None = None
+) -> Pretrained:
+    """The cached pretrained model of ``config``, trained first when there is none;
+    ``on_epoch(done, total, loss)`` reports training progress."""
+    dataset, fingerprint = _load_dataset(json.dumps(config.dataset, sort_keys=True))
+    return load_or_pretrain(
+        PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress, on_epoch=on_epoch
+    )
+
+
 def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[UnlearnContext, Pretrained]:
     """Load the dataset, pretrained model (cached) and anchors (cached) of ``config`` and build
     the shared context every method of the run starts from."""
-    dataset, fingerprint = _load_dataset(json.dumps(config.dataset, sort_keys=True))
+    dataset = load_dataset(config)
     if not 0 < config.k < dataset.num_train:
         raise ValueError(f"k={config.k} is invalid: choose 1 ≤ k < {dataset.num_train} (the number of training images)")
-    pretrained = load_or_pretrain(PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress)
+    pretrained = pretrained_model(config, progress)
     descriptions = match_classes(load_descriptions(config.descriptions), dataset.classes)
     device = config.device
     original = pretrained.model.to(device).eval()

@@ -65,9 +65,11 @@ def test_pretraining_is_cached_by_config_and_corruption_is_reported(isolated_cac
     dataset = tiny_dataset()
     config = PretrainConfig(model="resnet18_narrow", model_kwargs={"width": 2}, epochs=2, batch_size=32)
     identity = {"name": "tiny"}
-    first = load_or_pretrain(config, dataset, identity, progress=False)
-    second = load_or_pretrain(config, dataset, identity, progress=False)
+    epochs, cached_epochs = [], []
+    first = load_or_pretrain(config, dataset, identity, progress=False, on_epoch=lambda *e: epochs.append(e))
+    second = load_or_pretrain(config, dataset, identity, progress=False, on_epoch=lambda *e: cached_epochs.append(e))
     assert not first.from_cache and second.from_cache
+    assert [(done, total) for done, total, _ in epochs] == [(1, 2), (2, 2)] and cached_epochs == []
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
     other = load_or_pretrain(PretrainConfig(**{**config.__dict__, "seed": 1}), dataset, identity, progress=False)

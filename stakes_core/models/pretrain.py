@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -60,12 +60,14 @@ def train_model(
     device: str = "cpu",
     progress: bool = True,
     accel: Acceleration = DEFAULT,
+    on_epoch: Callable[[int, int, float], None] | None = None,
 ) -> tuple[CifarResNet, float]:
     """Train a fresh model with the recipe; returns it (eval mode, on CPU) and the seconds spent.
 
     The uint8 training set is moved to ``device`` once and batches are scaled and augmented
     there. ``accel`` (bf16 autocast, channels_last) is for throughput measurements; cached
-    checkpoints (:func:`load_or_pretrain`) are always trained in fp32."""
+    checkpoints (:func:`load_or_pretrain`) are always trained in fp32. ``on_epoch(done, total,
+    loss)`` is called after every epoch (the dashboard's progress bar)."""
     if config.epochs < 1:
         raise ValueError(f"epochs must be ≥ 1, got {config.epochs}")
     torch.manual_seed(config.seed)
@@ -79,7 +81,7 @@ def train_model(
     start = time.perf_counter()
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
     bar = tqdm(range(config.epochs), desc=f"pretrain {config.model} on {dataset.name}", disable=not progress)
-    for _ in bar:
+    for epoch in bar:
         model.train()
         order = torch.randperm(images.shape[0], generator=generator)
         for begin in range(0, order.numel(), config.batch_size):
@@ -92,6 +94,8 @@ def train_model(
             optimizer.step()
         scheduler.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, config.epochs, loss.item())
     model.eval()
     synchronize(device)
     seconds = time.perf_counter() - start
@@ -110,6 +114,7 @@ def load_or_pretrain(
     device: str = "cpu",
     progress: bool = True,
     use_cache: bool = True,
+    on_epoch: Callable[[int, int, float], None] | None = None,
 ) -> Pretrained:
     """Return the cached checkpoint for this config, or train one and cache it.
 
@@ -125,7 +130,7 @@ def load_or_pretrain(
         model.load_state_dict(payload["state_dict"])
         model.eval()
         return Pretrained(model, config, payload["test_acc"], payload["seconds"], from_cache=True)
-    model, seconds = train_model(config, dataset, device, progress)
+    model, seconds = train_model(config, dataset, device, progress, on_epoch=on_epoch)
     test_acc = accuracy(model.to(device), dataset.test_images, dataset.test_labels, device=device)
     model.cpu()
     if use_cache:
