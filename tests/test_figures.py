@@ -26,6 +26,7 @@ from stakes_core.figures import (
     retrieval_grid_figure,
     retrieval_metrics_figure,
     save_figures,
+    selected_instances,
 )
 from stakes_core.figures.grids import framed, heat_colors, overlay, to_rgb
 from stakes_core.figures.style import method_color
@@ -67,6 +68,9 @@ def test_embedding_figure_uses_shared_axes_and_marks_forgotten() -> None:
     symbols = {t.marker.symbol for t in figure.data}
     assert symbols == {"x", "circle", "diamond"} and len(figure.data) == 6
     assert figure.layout.xaxis2.matches == "x"
+    # a selection event (as Streamlit returns it) maps back to the instances, kinds included
+    points = [{"customdata": list(trace.customdata[0])} for trace in figure.data]
+    assert selected_instances(points + [{"x": 1}]) == [("forget", 1), ("retained", 2), ("test", 3)]
 
 
 def test_metric_figures() -> None:

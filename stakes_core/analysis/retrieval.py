@@ -20,12 +20,13 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from stakes_core.analysis.features import embed_images
 from stakes_core.analysis.runs import INSTANCE_KINDS, AnalysisError, LoadedRun
-from stakes_core.data import retain_indices
+from stakes_core.data import retain_indices, to_float
 
 RECALL_AT = (1, 5, 10)
 
@@ -125,3 +126,15 @@ def retrieval_view(
         feature, metrics, kinds, indices, query_labels.tolist(), gallery.tolist(), gallery_labels.tolist(), tops,
         time.perf_counter() - start,
     )
+
+
+def retrieval_images(run: LoadedRun, view: RetrievalView, queries: Sequence[int]) -> dict[tuple[str, int], np.ndarray]:
+    """The ``C × H × W`` float images :func:`~stakes_core.figures.retrieval_grid_figure` needs for
+    ``queries`` (positions in ``view.query_indices``): each query and every model's top-k."""
+    needed = {("test" if view.query_kinds[q] == "test" else "train", view.query_indices[q]) for q in queries}
+    needed |= {("train", g) for tops in view.top.values() for q in queries for g in tops[q]}
+    dataset = run.dataset
+    return {
+        (split, i): to_float((dataset.test_images if split == "test" else dataset.train_images)[i]).numpy()
+        for split, i in needed
+    }

@@ -3,7 +3,7 @@ axis labels, legends and hover text; ``save_figures`` writes HTML (and PNG/SVG w
 ``write_report`` makes every figure of a saved run (what ``stakes figures`` calls)."""
 
 from stakes_core.figures.curves import collapse_curves_figure, collapse_tradeoff_figure
-from stakes_core.figures.embedding import embedding_figure
+from stakes_core.figures.embedding import embedding_figure, selected_instances
 from stakes_core.figures.export import EXPORT_FORMATS, StaticExportUnavailable, save_figures
 from stakes_core.figures.grids import gradcam_grid_figure, retrieval_grid_figure
 from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_similarity_figure
@@ -13,5 +13,6 @@ from stakes_core.figures.report import Report, write_report
 __all__ = [
     "EXPORT_FORMATS", "Report", "StaticExportUnavailable", "affinity_heatmaps_figure", "anchor_similarity_figure",
     "collapse_curves_figure", "collapse_tradeoff_figure", "embedding_figure", "gradcam_grid_figure",
-    "privacy_figure", "retrieval_grid_figure", "retrieval_metrics_figure", "save_figures", "write_report",
+    "privacy_figure", "retrieval_grid_figure", "retrieval_metrics_figure", "save_figures", "selected_instances",
+    "write_report",
 ]

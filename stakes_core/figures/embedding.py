@@ -8,12 +8,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from stakes_core.analysis import EmbeddingView
+from stakes_core.analysis.runs import INSTANCE_KINDS
 from stakes_core.figures.style import KIND_LABELS, KIND_MARKERS, finish, method_label
 
 
 def embedding_figure(view: EmbeddingView) -> go.Figure:
     """Two panels with shared axes; colour is the class, the marker says forgotten/retained/test,
-    and hovering shows the instance and how far it moved."""
+    and hovering shows the instance and how far it moved. Each point carries
+    ``[index, moved, kind code]`` as customdata, which :func:`selected_instances` decodes."""
     figure = make_subplots(
         1, 2, shared_yaxes=True, horizontal_spacing=0.03,
         subplot_titles=("before: original model", f"after: {method_label(view.method)}"),
@@ -36,7 +38,10 @@ def embedding_figure(view: EmbeddingView) -> go.Figure:
                             "size": 11 if kind == "forget" else 6, "opacity": 1.0 if kind == "forget" else 0.7,
                             "line": {"width": 1.5 if kind == "forget" else 0, "color": "black"},
                         },
-                        customdata=np.stack([np.asarray(view.instances.indices)[rows], moved[rows]], axis=1),
+                        customdata=np.stack(
+                            [np.asarray(view.instances.indices)[rows], moved[rows],
+                             np.full(rows.size, INSTANCE_KINDS.index(kind))], axis=1,
+                        ),
                         hovertemplate=(
                             f"{KIND_LABELS[kind]} instance #%{{customdata[0]:.0f}}<br>class {name}"
                             "<br>moved %{customdata[1]:.2f}<extra></extra>"
@@ -51,3 +56,15 @@ def embedding_figure(view: EmbeddingView) -> go.Figure:
         figure, f"Embedding structure before and after {method_label(view.method)}",
         f"{view.algorithm} of backbone features, {kept}; colour = class, × = forgotten, ◆ = test", height=580,
     )
+
+
+def selected_instances(points: list[dict]) -> list[tuple[str, int]]:
+    """``(kind, index)`` of the points selected in an :func:`embedding_figure` (plotly selection
+    event points, as Streamlit returns them), in selection order without repeats."""
+    chosen: dict[tuple[str, int], None] = {}
+    for point in points:
+        data = point.get("customdata")
+        if data is None or len(data) < 3:
+            continue
+        chosen[(INSTANCE_KINDS[int(data[2])], int(data[0]))] = None
+    return list(chosen)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
@@ -30,9 +29,8 @@ from stakes_core.analysis import (
 )
 from stakes_core.analysis.gradcam import gradcam_view
 from stakes_core.analysis.privacy import privacy_view
-from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
+from stakes_core.analysis.retrieval import retrieval_images, retrieval_view
 from stakes_core.anchors.build import anchor_similarity
-from stakes_core.data import to_float
 from stakes_core.figures.curves import collapse_curves_figure, collapse_tradeoff_figure
 from stakes_core.figures.embedding import embedding_figure
 from stakes_core.figures.export import save_figures
@@ -126,7 +124,7 @@ def _run_figures(
     retrieval = timed("retrieval", lambda: retrieval_view(run, methods, seed=seed))
     figures["retrieval_metrics"] = retrieval_metrics_figure(retrieval)
     shown = [retrieval.query_kinds.index(kind) for kind in ("forget", "retained", "test") if kind in retrieval.query_kinds]
-    figures["retrieval_topk"] = retrieval_grid_figure(retrieval, _images_for(run, retrieval, shown), shown, run.dataset.classes)
+    figures["retrieval_topk"] = retrieval_grid_figure(retrieval, retrieval_images(run, retrieval, shown), shown, run.dataset.classes)
     bar.update()
     privacy = timed("privacy", lambda: privacy_view(run, methods, seed=seed))
     figures["privacy"] = privacy_figure(privacy)
@@ -142,16 +140,6 @@ def _run_figures(
     report.files.append(out / "analysis.json")
     for label, value in seconds.items():
         report.seconds[label] = report.seconds.get(label, 0.0) + value
-
-
-def _images_for(run: LoadedRun, view: RetrievalView, queries: list[int]) -> dict[tuple[str, int], np.ndarray]:
-    needed = {("test" if view.query_kinds[q] == "test" else "train", view.query_indices[q]) for q in queries}
-    needed |= {("train", g) for tops in view.top.values() for q in queries for g in tops[q]}
-    dataset = run.dataset
-    return {
-        (split, i): to_float((dataset.test_images if split == "test" else dataset.train_images)[i]).numpy()
-        for split, i in needed
-    }
 
 
 def _timer(seconds: dict[str, float]) -> Callable:
