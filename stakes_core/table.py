@@ -48,6 +48,17 @@ def metric_value(run: RunResult, method: str, metric: str) -> float:
     return float(getattr(result, metric))
 
 
+RUN_COLUMNS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse", "steps", "seconds")
+
+
+def run_rows(run: RunResult, metrics: tuple[str, ...] = RUN_COLUMNS) -> list[dict[str, float | str]]:
+    """One plain row per model of one run (the original first): ``{"method": …, metric: value}``."""
+    return [
+        {"method": method, **{m: metric_value(run, method, m) for m in metrics}}
+        for method in [REFERENCE, *run.methods]
+    ]
+
+
 def summarize(runs: list[RunResult], metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """One row per (k, method): the cells of ``metrics`` over the seeds of that k."""
     if not runs:

@@ -13,6 +13,7 @@ from stakes_core.results import MethodResult, RunResult, RunResultError, find_ru
 from stakes_core.table import (
     collapse_correlation,
     paired_difference,
+    run_rows,
     summarize,
     to_csv,
     to_markdown,
@@ -83,6 +84,14 @@ def test_table_cells_are_mean_and_sample_sd_over_seeds() -> None:
     assert paired[0]["cell"].values == [10.0, 12.0, 14.0]
     assert "| 4 | structguard | 3 | 63.0 ± 3.0 | 10 ± 0 |" in to_markdown(rows, ("test_acc", "steps"))
     assert to_csv(rows, ("test_acc",)).splitlines()[0] == "k,method,n,test_acc_mean,test_acc_sd"
+
+
+def test_run_rows_give_plain_values_original_first() -> None:
+    run = fake_run(4, 0, {"l2ul": 50.0, "structguard": 61.0})
+    rows = run_rows(run, ("test_acc", "steps"))
+    assert [row["method"] for row in rows] == ["original", "l2ul", "structguard"]
+    assert rows[2] == {"method": "structguard", "test_acc": 61.0, "steps": 10}
+    assert rows[0]["steps"] == 0
 
 
 def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:
