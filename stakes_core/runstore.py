@@ -22,7 +22,7 @@ from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
 from stakes_core.cache import atomic_write_bytes, cache_root, config_key
 from stakes_core.experiment import ExperimentConfig, run_experiment
 from stakes_core.methods import StepRecord
-from stakes_core.results import FORMAT_VERSION, RunResult
+from stakes_core.results import FORMAT_VERSION, RunResult, find_runs
 
 
 def store_root(root: str | Path | None = None) -> Path:
@@ -67,6 +67,21 @@ def load_or_run(
         return directory
     result = run_experiment(config, progress=progress, on_step=on_step)
     return store_result(result, directory)
+
+
+def sibling_runs(
+    config: ExperimentConfig, root: str | Path | None = None, vary: tuple[str, ...] = ("seed", "k")
+) -> list[RunResult]:
+    """Stored runs whose configuration equals ``config`` except in the fields ``vary`` (by
+    default the seeds and forget-set sizes of one setting: what a methods × k table pools)."""
+    root = store_root(root)
+    wanted = {key: value for key, value in json.loads(json.dumps(asdict(config))).items() if key not in vary}
+    runs = []
+    for directory in find_runs(root) if root.is_dir() else []:
+        result = RunResult.load(directory)
+        if {key: value for key, value in result.config.items() if key not in vary} == wanted:
+            runs.append(result)
+    return runs
 
 
 def store_result(result: RunResult, directory: Path) -> Path:

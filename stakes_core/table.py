@@ -59,6 +59,15 @@ def run_rows(run: RunResult, metrics: tuple[str, ...] = RUN_COLUMNS) -> list[dic
     ]
 
 
+def rows_to_csv(rows: list[dict[str, float | str]]) -> str:
+    """Plain rows (as :func:`run_rows` gives) as CSV with a header."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 def summarize(runs: list[RunResult], metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """One row per (k, method): the cells of ``metrics`` over the seeds of that k."""
     if not runs:

@@ -13,6 +13,7 @@ from stakes_core.results import MethodResult, RunResult, RunResultError, find_ru
 from stakes_core.table import (
     collapse_correlation,
     paired_difference,
+    rows_to_csv,
     run_rows,
     summarize,
     to_csv,
@@ -92,6 +93,7 @@ def test_run_rows_give_plain_values_original_first() -> None:
     assert [row["method"] for row in rows] == ["original", "l2ul", "structguard"]
     assert rows[2] == {"method": "structguard", "test_acc": 61.0, "steps": 10}
     assert rows[0]["steps"] == 0
+    assert rows_to_csv(rows).splitlines() == ["method,test_acc,steps", "original,98.0,0.0", "l2ul,50.0,10.0", "structguard,61.0,10.0"]
 
 
 def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:

@@ -6,7 +6,14 @@ import pytest
 
 from stakes_core.anchors import load_descriptions
 from stakes_core.experiment import experiment_config
-from stakes_core.runstore import is_complete, load_or_run, run_directory, run_key, stored_descriptions
+from stakes_core.runstore import (
+    is_complete,
+    load_or_run,
+    run_directory,
+    run_key,
+    sibling_runs,
+    stored_descriptions,
+)
 
 SHORT = ["neggrad.max_epochs=1"]
 
@@ -54,3 +61,15 @@ def test_broken_descriptions_are_refused_before_they_are_stored(tmp_path) -> Non
     with pytest.raises(ValueError, match="empty|attribute|list"):
         stored_descriptions({"0": []}, root=tmp_path)
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_siblings_are_the_stored_runs_of_one_setting(tmp_path) -> None:
+    for seed in (0, 1):
+        load_or_run(experiment_config("digits", k=4, seed=seed, methods=["neggrad"], device="cpu", overrides=SHORT),
+                    root=tmp_path, progress=False)
+    other = experiment_config("digits", k=4, seed=0, methods=["neggrad"], device="cpu",
+                              overrides=[*SHORT, "neggrad.lr=0.01"])
+    load_or_run(other, root=tmp_path, progress=False)
+    assert sorted(run.seed for run in sibling_runs(short_config(), root=tmp_path)) == [0, 1]
+    assert [run.seed for run in sibling_runs(other, root=tmp_path)] == [0]
+    assert sibling_runs(short_config(), root=tmp_path / "empty") == []
