@@ -25,6 +25,7 @@ from stakes_core.anchors import (
     descriptions_hash,
     load_descriptions,
     match_classes,
+    parse_attributes,
     register_encoder,
     shipped_descriptions,
 )
@@ -143,6 +144,13 @@ def test_hash_and_prompt() -> None:
     assert descriptions_hash(changed) != descriptions_hash(SAMPLE)
     assert descriptions_hash(reordered) != descriptions_hash(SAMPLE)
     assert class_prompt(["a", "b c"]) == "a; b c"
+
+
+def test_parse_attributes_inverts_class_prompt() -> None:
+    attributes = ["a closed loop", "no straight strokes"]
+    assert parse_attributes(class_prompt(attributes)) == attributes
+    assert parse_attributes(" one ;\n two;; ") == ["one", "two"]
+    assert parse_attributes(" ; \n ") == []
 
 
 def test_match_classes_reorders_by_normalised_name() -> None:

@@ -9,6 +9,7 @@ from stakes_core.anchors.descriptions import (
     descriptions_hash,
     load_descriptions,
     match_classes,
+    parse_attributes,
     shipped_descriptions,
 )
 from stakes_core.anchors.encoders import (
@@ -35,6 +36,7 @@ __all__ = [
     "list_encoders",
     "load_descriptions",
     "match_classes",
+    "parse_attributes",
     "register_encoder",
     "shipped_descriptions",
 ]

@@ -105,6 +105,12 @@ def class_prompt(attributes: list[str]) -> str:
     return "; ".join(attributes)
 
 
+def parse_attributes(text: str) -> list[str]:
+    """The inverse of :func:`class_prompt` for edited text: attributes split at ``;`` or line
+    breaks, trimmed, empty pieces dropped (an all-empty text gives ``[]``, which validation refuses)."""
+    return [piece.strip() for piece in re.split(r"[;\n]", text) if piece.strip()]
+
+
 def _normalise_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name).strip().lower()
 
