@@ -29,6 +29,7 @@ from stakes_core.anchors import (
     register_encoder,
     shipped_descriptions,
 )
+from stakes_core.anchors.build import mean_off_diagonal
 from stakes_core.registry import UnknownNameError
 
 AUTHORS_CIFAR100 = Path("/work/shared/reference/structguard_descriptions/CIFAR100_Description.json")
@@ -368,6 +369,13 @@ def test_local_weights_change_invalidates_cache(tiny_clip: str, tmp_path: Path) 
     os.utime(weights, ns=(first_mtime + 10**9, first_mtime + 10**9))  # same size; a later file
     second = build_anchors(SAMPLE, f"clip:{tiny_clip}/{weights}")
     assert not torch.allclose(first, second)
+
+
+def test_mean_off_diagonal_ignores_self_similarity() -> None:
+    similarity = torch.tensor([[1.0, 0.2, 0.4], [0.2, 1.0, 0.6], [0.4, 0.6, 1.0]])
+    assert mean_off_diagonal(similarity) == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        mean_off_diagonal(torch.ones(1, 1))
 
 
 def test_anchor_similarity_is_a_cosine_matrix() -> None:

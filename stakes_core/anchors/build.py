@@ -58,3 +58,11 @@ def anchor_similarity(anchors: torch.Tensor) -> torch.Tensor:
     """The ``b × b`` cosine similarity matrix of the anchors (their Gram matrix when unit-norm)."""
     unit = F.normalize(anchors.float(), dim=1)
     return unit @ unit.T
+
+
+def mean_off_diagonal(similarity: torch.Tensor) -> float:
+    """The mean cosine between distinct anchors: how alike the classes' anchors are."""
+    b = similarity.shape[0]
+    if b < 2:
+        raise ValueError("need at least two anchors")
+    return float((similarity.sum() - similarity.diagonal().sum()) / (b * (b - 1)))

@@ -1,0 +1,159 @@
+"""The dashboard's state: the visitor's settings, the run they point at, and the guard rails.
+
+Settings live in ``st.session_state`` under ``cfg_*`` keys (widgets bind to them directly and
+``keep_settings`` carries them across pages). Everything computed comes from ``stakes_core``;
+this module only turns settings into an :class:`ExperimentConfig` and checks them first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import streamlit as st
+
+from stakes_core import create_method, experiment_config, load_preset
+from stakes_core.anchors.variants import ANCHOR_SOURCES
+from stakes_core.data import DatasetFormatError, DatasetNotFoundError
+from stakes_core.experiment import ExperimentConfig, load_dataset
+from stakes_core.methods import PAPER_METHODS
+from stakes_core.runstore import is_complete, run_directory
+
+PRESETS = ("digits", "cifar10", "cifar100")
+METHODS = (*PAPER_METHODS, "oracle")
+# Guard rails for a public demo: the proxy set holds k · n_adv images and every epoch is a
+# step per batch of the forget set, so these two bound memory and time.
+MAX_K = 128
+MAX_EPOCHS = 101
+MAX_N_ADV = 50
+ENCODERS = ("minilm", "random:384", "clip:ViT-B-32/openai")
+# The hyperparameters the Setup page exposes per method (the rest keep the preset's values).
+KEY_HYPERPARAMETERS = {
+    "neggrad": ("lr", "max_epochs"),
+    "adv": ("lr", "max_epochs", "n_adv", "pgd_eps"),
+    "l2ul": ("lr", "max_epochs", "n_adv", "pgd_eps", "reg_lambda"),
+    "structguard": ("lr", "projector_lr", "max_epochs", "n_adv", "pgd_eps", "reg_lambda", "align_weight", "cr_weight"),
+    "oracle": ("lr", "max_epochs"),
+}
+
+
+class SettingsError(ValueError):
+    """The settings cannot make a run; the message says what to change."""
+
+
+def hp_key(method: str, name: str) -> str:
+    return f"cfg_hp.{method}.{name}"
+
+
+def preset_hyperparameters(preset: str, method: str) -> dict[str, float | int]:
+    """The key hyperparameters of ``method`` as the preset sets them (method defaults elsewhere)."""
+    values = asdict(create_method(method, **load_preset(preset)["methods"].get(method, {})).config)
+    return {name: values[name] for name in KEY_HYPERPARAMETERS[method]}
+
+
+def reset_hyperparameters() -> None:
+    """Put every exposed hyperparameter back to the current preset's value."""
+    preset = st.session_state.get("cfg_preset", "digits")
+    for method in METHODS:
+        for name, value in preset_hyperparameters(preset, method).items():
+            st.session_state[hp_key(method, name)] = value
+
+
+def reset_settings() -> None:
+    """The preset's defaults for everything (called when the preset changes)."""
+    spec = load_preset(st.session_state.get("cfg_preset", "digits"))
+    st.session_state["cfg_k"] = min(int(spec["k"][-1]), MAX_K)
+    st.session_state["cfg_encoder"] = spec["anchors"]["encoder"]
+    st.session_state["cfg_descriptions"] = spec["anchors"]["descriptions"]
+    reset_hyperparameters()
+
+
+def init_settings() -> None:
+    """Defaults on a visitor's first page run; afterwards, keep every ``cfg_*`` value alive when
+    the page that owns its widget is not shown (Streamlit drops unrendered widgets' state)."""
+    state = st.session_state
+    if "cfg_preset" not in state:
+        state["cfg_preset"] = "digits"
+        state["cfg_seed"] = 0
+        state["cfg_anchor_source"] = "text"
+        for method in METHODS:
+            state[f"cfg_method.{method}"] = method in PAPER_METHODS
+        reset_settings()
+    for key in [key for key in state if isinstance(key, str) and key.startswith("cfg_")]:
+        state[key] = state[key]
+
+
+def chosen_methods() -> list[str]:
+    return [m for m in METHODS if st.session_state.get(f"cfg_method.{m}")]
+
+
+def overrides() -> list[str]:
+    """``method.key=value`` for every exposed hyperparameter of the chosen methods."""
+    return [
+        f"{method}.{name}={st.session_state[hp_key(method, name)]}"
+        for method in chosen_methods()
+        for name in KEY_HYPERPARAMETERS[method]
+        if hp_key(method, name) in st.session_state
+    ]
+
+
+def current_config(methods: list[str] | None = None, descriptions: str | None = None) -> ExperimentConfig:
+    """The run the settings describe (``methods``/``descriptions`` replace the chosen ones);
+    raises :class:`SettingsError` with a message for the page when they cannot make one."""
+    state = st.session_state
+    methods = methods if methods is not None else chosen_methods()
+    if not methods:
+        raise SettingsError("Choose at least one method on the Setup page.")
+    k = int(state["cfg_k"])
+    if not 1 <= k <= MAX_K:
+        raise SettingsError(f"k must be between 1 and {MAX_K} on this dashboard (it is {k}).")
+    for method in methods:
+        if int(state.get(hp_key(method, "max_epochs"), 1)) > MAX_EPOCHS:
+            raise SettingsError(f"{method}: at most {MAX_EPOCHS} epochs on this dashboard.")
+        if int(state.get(hp_key(method, "n_adv"), 0)) > MAX_N_ADV:
+            raise SettingsError(f"{method}: at most {MAX_N_ADV} adversarial examples per instance on this dashboard.")
+    if state.get("cfg_anchor_source", "text") not in ANCHOR_SOURCES:
+        raise SettingsError(f"Unknown anchor source; choose one of {', '.join(ANCHOR_SOURCES)}.")
+    try:
+        config = experiment_config(
+            state["cfg_preset"], k=k, seed=int(state["cfg_seed"]), methods=methods,
+            overrides=[o for o in overrides() if o.split(".", 1)[0] in methods],
+            encoder=state["cfg_encoder"], descriptions=descriptions or state["cfg_descriptions"],
+            anchor_source=state.get("cfg_anchor_source", "text"),
+        )
+        num_train = load_dataset(config).num_train
+    except (DatasetNotFoundError, DatasetFormatError) as error:
+        raise SettingsError(str(error)) from None
+    except (TypeError, ValueError) as error:
+        raise SettingsError(f"These settings are not valid: {error}") from None
+    if k >= num_train:
+        raise SettingsError(f"k must be smaller than the {num_train} training images.")
+    return config
+
+
+def stored_run(config: ExperimentConfig) -> Path | None:
+    """The stored run of ``config``, or ``None`` when it has not been run."""
+    directory = run_directory(config)
+    return directory if is_complete(directory, config.methods) else None
+
+
+def config_or_stop() -> ExperimentConfig:
+    """The current config, or an error box and the end of this page run."""
+    try:
+        return current_config()
+    except SettingsError as error:
+        st.error(str(error), icon=":material/error:")
+        st.page_link("views/setup.py", label="Change the settings", icon=":material/tune:")
+        st.stop()
+
+
+def run_or_stop() -> Path:
+    """The stored run of the current settings, or a pointer to the Run page and the end of this
+    page run (the analysis pages need a finished run)."""
+    config = config_or_stop()
+    directory = stored_run(config)
+    if directory is None:
+        st.info("These settings have not been run yet.", icon=":material/info:")
+        st.page_link("views/run.py", label="Run them", icon=":material/play_arrow:")
+        st.stop()
+    return directory

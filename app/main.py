@@ -1,0 +1,31 @@
+"""The stakes dashboard: ``streamlit run app/main.py``.
+
+Pages live in ``app/views``; they hold widgets and layout only and call ``stakes_core`` for
+every number and figure. Opens on the offline digits default."""
+
+import streamlit as st
+
+import lab
+
+st.set_page_config(page_title="stakes: structure-faithful unlearning", page_icon=":material/anchor:", layout="wide")
+lab.init_settings()
+
+pages = {
+    "Unlearn": [
+        st.Page("views/setup.py", title="Setup", icon=":material/tune:", default=True),
+        st.Page("views/run.py", title="Run", icon=":material/play_arrow:"),
+        st.Page("views/compare.py", title="Compare", icon=":material/table_chart:"),
+    ],
+    "Look inside": [
+        st.Page("views/structure.py", title="Structure", icon=":material/hub:"),
+        st.Page("views/embedding.py", title="Embedding", icon=":material/scatter_plot:"),
+        st.Page("views/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
+        st.Page("views/retrieval.py", title="Retrieval", icon=":material/image_search:"),
+        st.Page("views/stakes.py", title="Stakes", icon=":material/anchor:"),
+    ],
+}
+st.sidebar.caption(
+    "StructGuard (Hong, Shin & Kim, CVPR 2026) pins the embedding to one text anchor per class while "
+    "a model forgets k training images. Set up a run, run it, then look inside."
+)
+st.navigation(pages).run()

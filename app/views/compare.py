@@ -1,0 +1,33 @@
+"""Compare: the methods × metrics table of the current run and of every stored seed and k of
+the same setting, with downloads."""
+
+import streamlit as st
+
+from stakes_core.runstore import sibling_runs
+from stakes_core.table import rows_to_csv, run_rows, summarize, to_csv, to_markdown
+
+import lab
+from cached import run_result
+from widgets import run_table
+
+st.title("Compare")
+config = lab.config_or_stop()
+directory = lab.run_or_stop()
+result = run_result(str(directory))
+st.subheader(f"This run: k = {result.k}, seed {result.seed}")
+run_table(result)
+left, right = st.columns(2)
+left.download_button("Download CSV", rows_to_csv(run_rows(result)), file_name=f"{directory.name}.csv",
+                     mime="text/csv", icon=":material/download:")
+right.download_button("Download summary.json", (directory / "summary.json").read_text(),
+                      file_name=f"{directory.name}.json", mime="application/json", icon=":material/download:")
+
+siblings = sibling_runs(config)
+seeds = sorted({run.seed for run in siblings})
+st.subheader(f"This setting over every stored seed and k ({len(siblings)} runs)")
+st.caption(f"Seeds {', '.join(map(str, seeds))}; cells are mean ± sd over seeds. Run other seeds or k with the "
+           "same methods and hyperparameters to add rows.")
+rows = summarize(siblings)
+st.markdown(to_markdown(rows))
+st.download_button("Download this table (CSV)", to_csv(rows), file_name=f"{config.dataset['name']}-table.csv",
+                   mime="text/csv", icon=":material/download:")

@@ -1,0 +1,43 @@
+"""Run: unlearn with every chosen method, with live progress; stored runs load at once."""
+
+import streamlit as st
+
+from stakes_core.figures.style import method_label
+
+import lab
+from cached import run_result
+from progress import run_with_progress
+from widgets import run_table
+
+st.title("Run")
+config = lab.config_or_stop()
+st.markdown(
+    f"**{config.dataset['name']}**, k = {config.k}, seed {config.seed}, anchors: {config.anchor_source} "
+    f"({config.encoder}); methods: {', '.join(method_label(m) for m in config.methods)}."
+)
+
+directory = lab.stored_run(config)
+if directory is None:
+    if st.session_state.get("run_cancel"):
+        st.warning("The run was cancelled; nothing was stored.", icon=":material/cancel:")
+    if st.button("Run unlearning", type="primary", icon=":material/play_arrow:"):
+        st.button("Cancel", key="run_cancel", icon=":material/stop:",
+                  help="Stops at the next step; a cancelled run stores nothing.")
+        try:
+            directory = run_with_progress(config)
+        except Exception as error:  # any failure is shown in the page; the store keeps nothing of it
+            st.error(f"The run failed and nothing was stored: {error}", icon=":material/error:")
+            st.stop()
+        st.success("Finished: the results are stored; switching pages or rerunning these settings is instant.",
+                   icon=":material/check_circle:")
+else:
+    st.success("These settings were run before: their results load from the store.", icon=":material/inventory_2:")
+
+if directory is not None:
+    run_table(run_result(str(directory)))
+    st.caption("forget accuracy 0 means every forgotten image is now misclassified; collapse measures how far "
+               "the retained images' affinities to the anchors moved (0 = unchanged).")
+    cols = st.columns(3)
+    cols[0].page_link("views/structure.py", label="Structure", icon=":material/hub:")
+    cols[1].page_link("views/embedding.py", label="Embedding", icon=":material/scatter_plot:")
+    cols[2].page_link("views/compare.py", label="Compare and download", icon=":material/table_chart:")

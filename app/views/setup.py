@@ -1,0 +1,73 @@
+"""Setup: what to unlearn, with which methods and hyperparameters, on which data and anchors."""
+
+import streamlit as st
+
+from stakes_core.anchors import shipped_descriptions
+from stakes_core.anchors.variants import ANCHOR_SOURCES
+from stakes_core.data import choose_forget_indices
+from stakes_core.experiment import load_dataset, pretrained_model
+from stakes_core.figures.style import method_label
+
+import lab
+from widgets import forget_strip
+
+st.title("Setup")
+st.caption("The preset fills in the paper's settings (or, for digits, values tuned on held-out seeds).")
+
+left, right = st.columns([1, 1])
+with left:
+    st.selectbox(
+        "Dataset and model", lab.PRESETS, key="cfg_preset", on_change=lab.reset_settings,
+        format_func={"digits": "digits · narrow ResNet-18 (offline default)", "cifar10": "CIFAR-10 · ResNet-18",
+                     "cifar100": "CIFAR-100 · ResNet-50"}.get,
+        help="CIFAR needs the dataset on disk (or internet) and, in practice, a GPU.",
+    )
+    st.number_input("k: training images to forget", 1, lab.MAX_K, key="cfg_k", step=1)
+    st.number_input("Seed (which images are forgotten)", 0, 10_000, key="cfg_seed", step=1)
+with right:
+    descriptions = list(dict.fromkeys([*shipped_descriptions(), st.session_state["cfg_descriptions"]]))
+    st.selectbox("Attribute descriptions", descriptions, key="cfg_descriptions",
+                 help="Edit them on the Stakes page.")
+    st.selectbox("Text encoder for the anchors", list(dict.fromkeys([*lab.ENCODERS, st.session_state["cfg_encoder"]])),
+                 key="cfg_encoder", help="CLIP weights download from the internet; MiniLM ships with the package.")
+    st.radio("Anchors", ANCHOR_SOURCES, key="cfg_anchor_source", horizontal=True,
+             format_func={"text": "text (the paper's)", "rotated": "rotated text", "prototypes": "visual prototypes"}.get)
+
+st.subheader("Methods")
+columns = st.columns(len(lab.METHODS))
+for column, method in zip(columns, lab.METHODS):
+    column.checkbox(method_label(method), key=f"cfg_method.{method}")
+
+with st.expander("Hyperparameters", expanded=False):
+    st.button("Reset to the preset's values", on_click=lab.reset_hyperparameters, icon=":material/restart_alt:")
+    for method in lab.chosen_methods():
+        st.markdown(f"**{method_label(method)}**")
+        fields = st.columns(4)
+        for i, name in enumerate(lab.KEY_HYPERPARAMETERS[method]):
+            key = lab.hp_key(method, name)
+            if isinstance(st.session_state.get(key), int) and not isinstance(st.session_state.get(key), bool):
+                upper = {"max_epochs": lab.MAX_EPOCHS, "n_adv": lab.MAX_N_ADV}.get(name)
+                fields[i % 4].number_input(name, 1, upper, key=key, step=1)
+            else:
+                fields[i % 4].number_input(name, 0.0, key=key, format="%.5g", step=None)
+
+try:
+    config = lab.current_config()
+except lab.SettingsError as error:
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+
+dataset = load_dataset(config)
+st.subheader(f"The {config.k} images to forget")
+forget_strip(dataset, choose_forget_indices(dataset.num_train, config.k, config.seed))
+
+if st.button("Pretrain or load the model", icon=":material/model_training:"):
+    bar = st.progress(0.0, text="Loading…")
+    model = pretrained_model(
+        config, progress=False,
+        on_epoch=lambda done, total, loss: bar.progress(done / total, text=f"epoch {done}/{total}, loss {loss:.3f}"),
+    )
+    bar.empty()
+    origin = "from the cache" if model.from_cache else f"trained in {model.seconds:.0f} s"
+    st.success(f"{config.pretrain['model']}: test accuracy {model.test_acc:.1f} % ({origin}).")
+st.page_link("views/run.py", label="Next: run the unlearning", icon=":material/play_arrow:")

@@ -1,0 +1,44 @@
+"""Structure: collapse curves, collapse against trade-off, and affinity heatmaps."""
+
+import streamlit as st
+
+from stakes_core.analysis import collapse_curves, tradeoff_points
+from stakes_core.figures import affinity_heatmaps_figure, collapse_curves_figure, collapse_tradeoff_figure
+from stakes_core.figures.style import method_label
+from stakes_core.runstore import sibling_runs
+
+import cached
+import lab
+
+st.title("Structure")
+config = lab.config_or_stop()
+directory = lab.run_or_stop()
+result = cached.run_result(str(directory))
+
+view = st.radio("Embedding", ["backbone", "projector"], horizontal=True,
+                format_func={"backbone": "backbone g(x), every method", "projector": "StructGuard's projector p(g(x))"}.get)
+if view == "projector" and "structguard" not in result.methods:
+    st.info("The projector view exists only for StructGuard, which this run does not include.")
+else:
+    st.plotly_chart(collapse_curves_figure(collapse_curves([result], view=view), view=view))
+
+siblings = sibling_runs(config)
+st.plotly_chart(collapse_tradeoff_figure(tradeoff_points(siblings)))
+st.caption(f"{len(siblings)} stored runs of this setting (every seed and k). More seeds make the trend readable.")
+
+st.subheader("Affinities to the anchors, before and after")
+run = cached.loaded_run(str(directory))
+picked = [i for kind, i in st.session_state.get("selection", []) if kind == "retained"]
+left, right = st.columns([1, 2])
+method = left.selectbox("Method", result.methods, format_func=method_label)
+affinity_view = left.radio("Embedding for S", ["backbone", "projector"], horizontal=True, key="affinity_view",
+                           disabled=method != "structguard")
+retained = right.multiselect(
+    "Retained instances (pick more on the Embedding page)", run.retained_indices,
+    default=picked or run.retained_indices[:8], max_selections=40,
+)
+if retained:
+    chosen_view = affinity_view if method == "structguard" else "backbone"
+    st.plotly_chart(affinity_heatmaps_figure(cached.affinities(str(directory), method, tuple(retained), chosen_view)))
+else:
+    st.info("Choose at least one retained instance.")
