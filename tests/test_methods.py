@@ -184,6 +184,15 @@ def test_registry_takes_user_methods_and_rejects_unknown_ones() -> None:
         create_method("adv", momentun=0.9)
 
 
+def test_hyperparameter_types_are_checked_when_the_method_is_made() -> None:
+    assert create_method("structguard", pgd_eps=2).config.pgd_eps == 2.0  # an int is a valid float
+    assert isinstance(create_method("structguard", pgd_eps=2).config.pgd_eps, float)
+    for key, value, message in [("lr", "fast", "must be a number"), ("max_epochs", 2.5, "must be an integer"),
+                                ("importance", 3, "must be a string"), ("max_epochs", True, "must be an integer")]:
+        with pytest.raises(ValueError, match=f"structguard.{key} {message}"):
+            create_method("structguard", **{key: value})
+
+
 def test_timer_phases_are_exclusive() -> None:
     timer = Timer()
     with timer.phase("outer"):

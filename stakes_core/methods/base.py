@@ -258,6 +258,24 @@ class Timer:
 StepCallback = Callable[[str, StepRecord], None]
 
 
+def _checked_value(method: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` in the type of the hyperparameter's default (an int is a valid float), or a
+    ``ValueError`` now rather than a crash in the middle of a run."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+    elif isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(default, int) and isinstance(value, int):
+        return value
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    elif default is None:
+        return value
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "valid")
+    raise ValueError(f"{method}.{key} must be {kind}, got {value!r}")
+
+
 class UnlearningMethod(ABC):
     """Base class of every unlearning method (one file per method in this package).
 
@@ -275,6 +293,8 @@ class UnlearningMethod(ABC):
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"{self.name} has no hyperparameter {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        defaults = {f.name: getattr(config, f.name) for f in fields(config)}
+        overrides = {key: _checked_value(self.name, key, value, defaults[key]) for key, value in overrides.items()}
         self.config = replace(config, **overrides) if overrides else config
         self.timer = Timer()
         self.model: torch.nn.Module
