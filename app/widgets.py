@@ -36,8 +36,10 @@ def image_strip(dataset: ImageDataset, chosen: list[tuple[str, int]], width: int
         split_images, split_labels = (
             (dataset.test_images, dataset.test_labels) if kind == "test" else (dataset.train_images, dataset.train_labels)
         )
-        images.append(to_rgb(to_float(split_images[index]).numpy()))
-        captions.append(f"{kind} #{index} · {dataset.classes[int(split_labels[index])]}")
+        pixels = to_rgb(to_float(split_images[index]).numpy())
+        scale = max(1, width // pixels.shape[0])  # crisp pixels instead of the browser's blur
+        images.append(pixels.repeat(scale, axis=0).repeat(scale, axis=1))
+        captions.append(f"{kind[0].upper()}{kind[1:]} #{index}: {dataset.classes[int(split_labels[index])]}")
     st.image(images, caption=captions, width=width)
 
 

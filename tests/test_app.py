@@ -1,0 +1,170 @@
+"""Every dashboard page under Streamlit's AppTest: widgets driven, no exception, the expected
+elements present, and bad input answered by a message in the page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stakes_core.runstore import store_root
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+TIMEOUT = 300  # the first run pretrains the digits model and unlearns (seconds on 2 cores)
+ANALYSIS_PAGES = ("compare", "structure", "embedding", "gradcam", "retrieval", "stakes")
+
+
+def messages(at: AppTest) -> dict[str, list[str]]:
+    return {kind: [e.value for e in getattr(at, kind)] for kind in ("exception", "error", "warning", "info", "success")}
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, messages(at)
+    return at
+
+
+def short_settings(at: AppTest, k: int = 4) -> None:
+    """NegGrad and StructGuard at k=4, two epochs each: a run of a few seconds."""
+    at.number_input(key="cfg_k").set_value(k)
+    for method in ("adv", "l2ul"):
+        at.checkbox(key=f"cfg_method.{method}").uncheck()
+    at.run()
+    for method in ("neggrad", "structguard"):
+        at.number_input(key=f"cfg_hp.{method}.max_epochs").set_value(2)
+    at.run()
+    assert not at.exception, messages(at)
+
+
+@pytest.fixture(scope="module")
+def after_run(tmp_path_factory) -> AppTest:
+    """The app after the Run page ran the short settings (its run stays in the session cache)."""
+    at = open_app()
+    short_settings(at)
+    at.switch_page("views/run.py").run()
+    assert [b.label for b in at.button] == ["Run unlearning"]
+    at.button[0].click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert any("Finished" in text for text in messages(at)["success"])
+    return at
+
+
+def test_setup_opens_on_the_digits_default() -> None:
+    at = open_app()
+    assert at.title[0].value == "Setup"
+    assert at.selectbox(key="cfg_preset").value == "digits"
+    assert at.number_input(key="cfg_k").value == 16
+    assert [c.value for c in at.checkbox] == [True, True, True, True, False]  # the paper's four, not the oracle
+    assert any("16 images to forget" in h.value for h in at.subheader)
+    assert at.get("image"), "the forget images are shown"
+
+
+def test_no_method_is_refused_in_the_page() -> None:
+    at = open_app()
+    for checkbox in at.checkbox:
+        checkbox.uncheck()
+    at.run()
+    assert not at.exception
+    assert any("at least one method" in text for text in messages(at)["error"])
+    at.switch_page("views/run.py").run()
+    assert any("at least one method" in text for text in messages(at)["error"]) and not at.button
+
+
+def test_missing_cifar_says_how_to_get_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STAKES_DATA_DIR", str(tmp_path))
+    at = open_app()
+    at.selectbox(key="cfg_preset").set_value("cifar10").run()
+    assert not at.exception
+    error = " ".join(messages(at)["error"])
+    assert "CIFAR-10" in error and str(tmp_path) in error and "download" in error.lower()
+
+
+LIMIT_SCRIPT = """
+import sys
+sys.path.insert(0, {app!r})
+import streamlit as st
+import lab
+
+lab.init_settings()
+st.session_state[{key!r}] = {value!r}
+try:
+    lab.current_config()
+except lab.SettingsError as error:
+    st.error(str(error))
+"""
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("cfg_k", 5000, "between 1 and 128"), ("cfg_hp.structguard.max_epochs", 500, "at most 101 epochs"),
+     ("cfg_hp.adv.n_adv", 400, "at most 50 adversarial"), ("cfg_hp.structguard.lr", "fast", "not valid")],
+)
+def test_the_demo_limits_are_enforced_beyond_the_widgets(key: str, value, message: str) -> None:
+    at = AppTest.from_string(LIMIT_SCRIPT.format(app=str(Path(MAIN).parent), key=key, value=value), default_timeout=60)
+    at.run()
+    assert not at.exception and any(message in e.value for e in at.error), messages(at)
+
+
+def test_reset_puts_the_preset_hyperparameters_back() -> None:
+    at = open_app()
+    lr = at.number_input(key="cfg_hp.structguard.lr")
+    preset_lr = lr.value
+    lr.set_value(0.5).run()
+    assert at.number_input(key="cfg_hp.structguard.lr").value == 0.5
+    next(b for b in at.button if "Reset" in b.label).click().run()
+    assert at.number_input(key="cfg_hp.structguard.lr").value == preset_lr
+
+
+def test_analysis_pages_point_to_the_run_page_before_a_run() -> None:
+    at = open_app()
+    at.session_state["cfg_seed"] = 9_999  # settings nobody has run
+    for page in ANALYSIS_PAGES[:-1]:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, messages(at))
+        assert any("not been run yet" in text for text in messages(at)["info"]), page
+
+
+def test_run_page_shows_the_results_table(after_run: AppTest) -> None:
+    table = after_run.dataframe[0].value
+    assert list(table["method"]) == ["original", "NegGrad", "StructGuard"]
+    assert (table["forget_acc"][1:] <= 100).all()
+    # the same settings again: loaded from the store, no button, no work
+    after_run.switch_page("views/run.py").run()
+    assert any("run before" in text for text in messages(after_run)["success"])
+    assert not after_run.button
+
+
+@pytest.mark.parametrize("page", ANALYSIS_PAGES)
+def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> None:
+    after_run.switch_page(f"views/{page}.py").run()
+    assert not after_run.exception and not after_run.error, (page, messages(after_run))
+    charts = after_run.get("plotly_chart")
+    expected_charts = {"compare": 0, "structure": 3, "embedding": 1, "gradcam": 1, "retrieval": 2, "stakes": 2}[page]
+    assert len(charts) == expected_charts, page
+    if page == "compare":
+        assert len(after_run.get("download_button")) == 3
+        assert "| 4 | structguard | 1 |" in " ".join(m.value for m in after_run.markdown)
+
+
+def test_a_selection_feeds_grad_cam_and_retrieval(after_run: AppTest) -> None:
+    run_dir = next(p for p in store_root().iterdir() if p.name.startswith("digits-k4-seed0-"))
+    forgotten = json.loads((run_dir / "summary.json").read_text())["forget_indices"][0]  # same for every k=4 seed-0 run
+    after_run.session_state["selection"] = [("forget", forgotten)]
+    after_run.switch_page("views/gradcam.py").run()
+    assert any("selected on the Embedding page" in c.value for c in after_run.caption)
+    after_run.switch_page("views/retrieval.py").run()
+    assert after_run.radio[1].value == "forget" and after_run.selectbox[0].value == forgotten
+    after_run.session_state["selection"] = []
+
+
+def test_broken_descriptions_are_refused_in_the_stakes_page(after_run: AppTest) -> None:
+    after_run.switch_page("views/stakes.py").run()
+    after_run.session_state["stakes_editor"] = {"edited_rows": {0: {"attributes": " ; "}}, "added_rows": [],
+                                                "deleted_rows": []}
+    after_run.run()
+    assert not after_run.exception
+    assert any("cannot be encoded" in text for text in messages(after_run)["error"])
