@@ -15,13 +15,13 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from stakes_core.anchors import load_descriptions
 from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
 from stakes_core.cache import atomic_write_bytes, cache_root, config_key
 from stakes_core.experiment import ExperimentConfig, run_experiment
-from stakes_core.methods import StepRecord
+from stakes_core.methods import StepRecord, create_method
 from stakes_core.results import FORMAT_VERSION, RunResult, find_runs
 
 
@@ -30,9 +30,20 @@ def store_root(root: str | Path | None = None) -> Path:
     return Path(root) if root is not None else cache_root() / "runs"
 
 
+def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with every method's hyperparameters spelled out in full, so settings that
+    name a default explicitly and settings that leave it out are the same run."""
+    data = json.loads(json.dumps(config))
+    data["method_configs"] = {
+        name: asdict(create_method(name, **data.get("method_configs", {}).get(name, {})).config)
+        for name in data["methods"]
+    }
+    return data
+
+
 def run_key(config: ExperimentConfig) -> str:
     """A stable key of everything that determines the run, descriptions by content."""
-    data = asdict(config)
+    data = canonical_config(asdict(config))
     data["descriptions"] = descriptions_hash(load_descriptions(config.descriptions))
     data["format"] = FORMAT_VERSION
     return config_key(data)
@@ -75,11 +86,11 @@ def sibling_runs(
     """Stored runs whose configuration equals ``config`` except in the fields ``vary`` (by
     default the seeds and forget-set sizes of one setting: what a methods × k table pools)."""
     root = store_root(root)
-    wanted = {key: value for key, value in json.loads(json.dumps(asdict(config))).items() if key not in vary}
+    wanted = {key: value for key, value in canonical_config(asdict(config)).items() if key not in vary}
     runs = []
     for directory in find_runs(root) if root.is_dir() else []:
         result = RunResult.load(directory)
-        if {key: value for key, value in result.config.items() if key not in vary} == wanted:
+        if {key: value for key, value in canonical_config(result.config).items() if key not in vary} == wanted:
             runs.append(result)
     return runs
 

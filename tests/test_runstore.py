@@ -57,6 +57,16 @@ def test_keys_follow_the_description_content_not_the_file_name(tmp_path) -> None
     assert run_key(short_config()) != run_key(experiment_config("digits", k=5, seed=0, methods=["neggrad"], device="cpu"))
 
 
+def test_naming_a_default_hyperparameter_is_the_same_run() -> None:
+    plain = experiment_config("digits", k=4, seed=0, methods=["neggrad", "structguard"], device="cpu")
+    explicit = experiment_config("digits", k=4, seed=0, methods=["neggrad", "structguard"], device="cpu",
+                                 overrides=["neggrad.max_epochs=101", "structguard.align_weight=1", "neggrad.lr=0.0003"])
+    assert plain.method_configs != explicit.method_configs
+    assert run_key(plain) == run_key(explicit)
+    assert run_key(plain) != run_key(experiment_config("digits", k=4, seed=0, methods=["neggrad", "structguard"],
+                                                       device="cpu", overrides=["structguard.align_weight=0"]))
+
+
 def test_broken_descriptions_are_refused_before_they_are_stored(tmp_path) -> None:
     with pytest.raises(ValueError, match="empty|attribute|list"):
         stored_descriptions({"0": []}, root=tmp_path)
