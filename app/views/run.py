@@ -24,12 +24,15 @@ if directory is None:
         st.button("Cancel", key="run_cancel", icon=":material/stop:",
                   help="Stops at the next step; a cancelled run stores nothing.")
         try:
-            directory = run_with_progress(config)
+            run_with_progress(config)
         except Exception as error:  # any failure is shown in the page; the store keeps nothing of it
             st.error(f"The run failed and nothing was stored: {error}", icon=":material/error:")
             st.stop()
-        st.success("Finished: the results are stored; switching pages or rerunning these settings is instant.",
-                   icon=":material/check_circle:")
+        st.session_state["run_finished"] = True
+        st.rerun()  # show the stored result without the buttons and bars of the run
+elif st.session_state.pop("run_finished", False):
+    st.success("Finished: the results are stored; switching pages or rerunning these settings is instant.",
+               icon=":material/check_circle:")
 else:
     st.success("These settings were run before: their results load from the store.", icon=":material/inventory_2:")
 
