@@ -52,8 +52,8 @@ except Exception as error:  # an encoder that cannot load (e.g. CLIP offline) sa
 left, right = st.columns(2)
 left.plotly_chart(anchor_similarity_figure(before, classes, f"{encoder}, shipped descriptions"))
 right.plotly_chart(anchor_similarity_figure(after, classes, f"{encoder}, edited descriptions"))
-st.caption(f"Mean cosine between different classes' anchors: {mean_off_diagonal(before):.2f} shipped, "
-           f"{mean_off_diagonal(after):.2f} edited (lower = the anchors are more spread out).")
+st.caption(f"Mean cosine between different classes' anchors went from {mean_off_diagonal(before):.2f} to "
+           f"{mean_off_diagonal(after):.2f} (lower = the anchors are more spread out).")
 
 st.subheader("StructGuard with these anchors")
 st.caption(f"k = {config.k}, seed {config.seed}, the Setup page's StructGuard hyperparameters and encoder "

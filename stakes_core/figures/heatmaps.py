@@ -9,6 +9,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from stakes_core.analysis import AffinityView
+from stakes_core.anchors.build import mean_off_diagonal
 from stakes_core.figures.style import KIND_LABELS, finish, method_label
 
 
@@ -57,7 +58,6 @@ def anchor_similarity_figure(similarity: torch.Tensor, classes: Sequence[str], e
     """Cosine similarity between the anchors (the stakes) themselves."""
     names = list(classes)
     matrix = similarity.numpy()
-    off_diagonal = (similarity.sum() - similarity.diagonal().sum()) / max(1, similarity.numel() - len(names))
     figure = go.Figure(
         go.Heatmap(
             z=matrix, x=names, y=names, colorscale="Viridis", zmin=min(0.0, float(matrix.min())), zmax=1.0,
@@ -67,5 +67,5 @@ def anchor_similarity_figure(similarity: torch.Tensor, classes: Sequence[str], e
     figure.update_yaxes(autorange="reversed", scaleanchor="x")
     figure.update_xaxes(tickangle=-45)
     source = f" ({encoder})" if encoder else ""
-    return finish(figure, f"Anchor-to-anchor similarity{source}", f"mean off-diagonal cosine {float(off_diagonal):.2f}",
+    return finish(figure, f"Anchor-to-anchor similarity{source}", f"mean off-diagonal cosine {mean_off_diagonal(similarity):.2f}" if len(names) > 1 else "",
                   height=max(440, 140 + 18 * len(names)))
