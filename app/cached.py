@@ -8,15 +8,26 @@ Stored runs never change once written, so their directory names are safe cache k
 from __future__ import annotations
 
 import json
+import threading
 
 import streamlit as st
 
 from stakes_core.analysis import LoadedRun, affinity_view, embedding_view, load_run
+from stakes_core.analysis.embedding import warm_up_umap
 from stakes_core.analysis.gradcam import gradcam_view
 from stakes_core.analysis.retrieval import retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
 from stakes_core.results import RunResult, find_runs
 from stakes_core.runstore import store_root
+
+
+@st.cache_resource(show_spinner=False)
+def umap_warm_up() -> threading.Thread:
+    """Compile UMAP's numba code once per server, in the background, while the visitor sets up
+    and runs (it would otherwise hold up the first Embedding page by about 20 s)."""
+    thread = threading.Thread(target=warm_up_umap, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner="Loading the run and its models…", max_entries=6)

@@ -5,10 +5,12 @@ every number and figure. Opens on the offline digits default."""
 
 import streamlit as st
 
+import cached
 import lab
 
 st.set_page_config(page_title="stakes: structure-faithful unlearning", page_icon=":material/anchor:", layout="wide")
 lab.init_settings()
+cached.umap_warm_up()
 
 pages = {
     "Unlearn": [

@@ -84,6 +84,17 @@ def layout_pair(
         torch.set_num_threads(threads)
 
 
+def warm_up_umap() -> float:
+    """Fit and apply UMAP once on 64 random points so numba compiles its functions now (about
+    20 s the first time in a process) rather than when someone waits for a layout; returns
+    the seconds it took. The dashboard runs it in a background thread at start-up."""
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(64, 8, generator=generator)
+    layout_pair(points, points + 0.01 * torch.randn(64, 8, generator=generator), "umap")
+    return time.perf_counter() - start
+
+
 def embedding_view(
     run: LoadedRun, method: str, instances: Instances, algorithm: str = "umap", seed: int = 0,
     n_neighbors: int = 15, min_dist: float = 0.1, use_cache: bool = True,
