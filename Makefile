@@ -1,4 +1,4 @@
-# Two entry points a fresh clone needs: `make run` (the main job on the offline default) and
+# Two entry points a fresh clone needs: `make run` (the dashboard on the offline default) and
 # `make test` (the whole suite). Both create .venv from the pinned requirements first.
 PYTHON ?= python3
 VENV := .venv
@@ -16,9 +16,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## The offline default: pretrain (or load) the digits model, unlearn k=16 with the paper's four methods.
+## The main job: the dashboard, opening on the offline digits default (http://localhost:8501).
 run: $(STAMP)
-	$(BIN)/stakes run --preset digits --k 16 --seeds 0 --out runs
+	$(BIN)/streamlit run app/main.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
