@@ -75,9 +75,12 @@ if directory is None and st.button("Run StructGuard with the edited anchors", ty
 if directory is not None:
     st.markdown("**Edited anchors**")
     run_table(cached.run_result(str(directory)))
-    reference = lab.stored_run(lab.current_config(methods=["structguard"]))
+    shipped_config = lab.current_config(methods=["structguard"])
+    shipped_config.encoder = encoder
+    reference = lab.stored_run(shipped_config)
     if reference is not None and reference != directory:
         st.markdown("**Shipped descriptions, same settings**")
         run_table(cached.run_result(str(reference)))
     elif reference is None:
-        st.caption("Run StructGuard alone with the shipped descriptions (Setup, then Run) to compare.")
+        st.caption(f"Run StructGuard alone with the shipped descriptions and encoder '{encoder}' (Setup, then "
+                   "Run) to compare.")
