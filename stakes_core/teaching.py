@@ -96,10 +96,13 @@ class CollapseLesson:
 
     def unlearn(self, progress: bool = False, **settings: Any) -> Try:
         """Run (or load) one try with the current settings, updated by ``settings`` (``method``,
-        ``k``, ``lr``, ``reg_lambda``, ``max_epochs``), and refresh the figures."""
+        ``k``, ``lr``, ``reg_lambda``, ``max_epochs``), and refresh the figures. Switching
+        ``method`` without giving ``lr`` takes the preset's learning rate of that method."""
         unknown = set(settings) - set(self.settings)
         if unknown:
             raise ValueError(f"unknown lesson setting(s) {', '.join(sorted(unknown))}; use {', '.join(self.settings)}")
+        if "method" in settings and "lr" not in settings and settings["method"] != self.settings["method"]:
+            settings["lr"] = float(self.preset["methods"].get(settings["method"], {}).get("lr", self.settings["lr"]))
         self.settings.update(settings)
         s = dict(self.settings)
         if self.fast:

@@ -55,3 +55,10 @@ def test_helpers() -> None:
 
     record = figure_output(go.Figure(go.Scatter(x=[1], y=[2])))
     assert record["output_type"] == "display_data" and record["data"]["application/vnd.plotly.v1+json"]["data"]
+
+
+def test_switching_method_takes_that_methods_preset_learning_rate() -> None:
+    lesson = CollapseLesson("digits", method="structguard", k=4, max_epochs=1, device="cpu")
+    assert lesson.settings["lr"] == 0.01  # the digits preset's StructGuard rate
+    attempt = lesson.unlearn(method="neggrad")
+    assert attempt.lr == 0.0003 and attempt.result.method("neggrad").config["lr"] == 0.0003
