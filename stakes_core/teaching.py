@@ -71,7 +71,7 @@ class CollapseLesson:
 
     def __init__(
         self, dataset: str = "digits", method: str = "structguard", k: int = 8, lr: float | None = None,
-        reg_lambda: float | None = None, max_epochs: int = 20, seed: int = 0, device: str = "auto",
+        reg_lambda: float | None = None, max_epochs: int = 101, seed: int = 0, device: str = "auto",
         fast: bool = False,
     ) -> None:
         self.dataset, self.seed, self.device, self.fast = dataset, seed, device, fast
