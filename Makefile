@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean-venv
+.PHONY: run test notebooks install clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## Execute every notebook (full settings) and render it with its outputs to docs/notebooks/*.html.
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/render.py
 
 clean-venv:
 	rm -rf $(VENV)
