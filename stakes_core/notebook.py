@@ -43,13 +43,8 @@ def descriptions_markdown(descriptions: dict[str, list[str]], per_class: int = 3
 def retrieval_grid(run: LoadedRun, view: RetrievalView, kinds: Sequence[str] = ("forget", "retained", "test"),
                    per_kind: int = 1) -> go.Figure:
     """The top-k retrieval grid of the first ``per_kind`` queries of each kind in ``view``."""
-    from stakes_core.data import to_float
+    from stakes_core.analysis.retrieval import retrieval_images
     from stakes_core.figures import retrieval_grid_figure
 
     queries = [q for kind in kinds for q in [i for i, k in enumerate(view.query_kinds) if k == kind][:per_kind]]
-    needed = {("test" if view.query_kinds[q] == "test" else "train", view.query_indices[q]) for q in queries}
-    needed |= {("train", g) for tops in view.top.values() for q in queries for g in tops[q]}
-    data = run.dataset
-    images = {(split, i): to_float((data.test_images if split == "test" else data.train_images)[i]).numpy()
-              for split, i in needed}
-    return retrieval_grid_figure(view, images, queries, data.classes)
+    return retrieval_grid_figure(view, retrieval_images(run, view, queries), queries, run.dataset.classes)
