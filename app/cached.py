@@ -11,14 +11,14 @@ import json
 import threading
 
 import streamlit as st
+import torch
 
-from stakes_core.analysis import LoadedRun, affinity_view, embedding_view, load_run
+from stakes_core.analysis import AffinityView, EmbeddingView, LoadedRun, affinity_view, embedding_view, load_run
 from stakes_core.analysis.embedding import warm_up_umap
-from stakes_core.analysis.gradcam import gradcam_view
-from stakes_core.analysis.retrieval import retrieval_view
+from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
+from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
-from stakes_core.results import RunResult, find_runs
-from stakes_core.runstore import store_root
+from stakes_core.results import RunResult
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,40 +40,34 @@ def run_result(directory: str) -> RunResult:
     return RunResult.load(directory)
 
 
-def stored_results(dataset: str) -> list[RunResult]:
-    """Every stored run of ``dataset`` (the collapse-vs-trade-off scatter pools them)."""
-    root = store_root()
-    if not root.is_dir():
-        return []
-    return [run_result(str(d)) for d in find_runs(root) if d.name.startswith(f"{dataset}-")]
-
-
 @st.cache_resource(show_spinner="Laying out the embedding (the first UMAP also compiles it)…", max_entries=16)
-def embedding(directory: str, method: str, per_kind: int, algorithm: str):
+def embedding(directory: str, method: str, per_kind: int, algorithm: str) -> EmbeddingView:
     run = loaded_run(directory)
     return embedding_view(run, method, run.default_instances(per_kind), algorithm)
 
 
 @st.cache_resource(show_spinner="Computing affinities…", max_entries=32)
-def affinities(directory: str, method: str, retained: tuple[int, ...], view: str):
+def affinities(directory: str, method: str, retained: tuple[int, ...], view: str) -> AffinityView:
     run = loaded_run(directory)
     return affinity_view(run, method, run.instances(retained=list(retained)), view)
 
 
 @st.cache_resource(show_spinner="Computing Grad-CAM maps…", max_entries=32)
-def gradcam(directory: str, chosen: tuple[tuple[str, int], ...], methods: tuple[str, ...], target: str, stage: str):
+def gradcam(
+    directory: str, chosen: tuple[tuple[str, int], ...], methods: tuple[str, ...], target: str, stage: str
+) -> GradCAMView:
     run = loaded_run(directory)
     groups = {kind: [i for k, i in chosen if k == kind] for kind in ("forget", "retained", "test")}
     return gradcam_view(run, run.instances(**groups), list(methods), target=target, stage=stage)
 
 
 @st.cache_resource(show_spinner="Ranking the gallery for every model…", max_entries=8)
-def retrieval(directory: str, feature: str):
+def retrieval(directory: str, feature: str) -> RetrievalView:
     return retrieval_view(loaded_run(directory), feature=feature)
 
 
 @st.cache_resource(show_spinner="Encoding the descriptions…", max_entries=32)
-def anchors(descriptions_json: str, encoder: str, classes: tuple[str, ...]):
+def anchors(descriptions_json: str, encoder: str, classes: tuple[str, ...]) -> torch.Tensor:
     descriptions = match_classes(load_descriptions(json.loads(descriptions_json)), list(classes))
     return build_anchors(descriptions, encoder)
 
