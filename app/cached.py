@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import asdict
 
 import streamlit as st
 import torch
@@ -18,7 +19,9 @@ from stakes_core.analysis.embedding import warm_up_umap
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.experiment import ExperimentConfig
 from stakes_core.results import RunResult
+from stakes_core.runstore import sibling_runs, store_root
 
 
 @st.cache_resource(show_spinner=False)
@@ -38,6 +41,19 @@ def loaded_run(directory: str) -> LoadedRun:
 @st.cache_data(show_spinner=False, max_entries=64)
 def run_result(directory: str) -> RunResult:
     return RunResult.load(directory)
+
+
+def siblings(config: ExperimentConfig) -> list[RunResult]:
+    """The stored seeds and k of the current setting; read again only when the store changes."""
+    root = store_root()
+    stored = tuple(sorted(p.name for p in root.iterdir())) if root.is_dir() else ()
+    return _siblings(json.dumps(asdict(config)), stored)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _siblings(config_json: str, stored: tuple[str, ...]) -> list[RunResult]:
+    """``stored`` (the store's folder names) is only part of the key: a new run invalidates it."""
+    return sibling_runs(ExperimentConfig(**json.loads(config_json)))
 
 
 @st.cache_resource(show_spinner="Laying out the embedding (the first UMAP also compiles it)…", max_entries=16)

@@ -7,16 +7,16 @@ this module only turns settings into an :class:`ExperimentConfig` and checks the
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import streamlit as st
 
-from stakes_core import create_method, experiment_config, load_preset
+from stakes_core import experiment_config, load_preset
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
 from stakes_core.experiment import ExperimentConfig, load_dataset
 from stakes_core.methods import PAPER_METHODS
+from stakes_core.presets import method_hyperparameters
 from stakes_core.runstore import is_complete, run_directory
 
 PRESETS = ("digits", "cifar10", "cifar100")
@@ -47,7 +47,7 @@ def hp_key(method: str, name: str) -> str:
 
 def preset_hyperparameters(preset: str, method: str) -> dict[str, float | int]:
     """The key hyperparameters of ``method`` as the preset sets them (method defaults elsewhere)."""
-    values = asdict(create_method(method, **load_preset(preset)["methods"].get(method, {})).config)
+    values = method_hyperparameters(preset, method)
     return {name: values[name] for name in KEY_HYPERPARAMETERS[method]}
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from stakes_core.table import to_markdown
+
 SOURCE = (
     "secondary summaries of the paper (en.papernotes.org, wizwand.com), tag [S] in "
     "the project's method.md §7; unverified against the paper's own table"
@@ -83,16 +85,8 @@ def paper_column(rows: Sequence[dict], dataset: str, metric: str = "test_acc") -
     return ["–" if value is None else f"{value:.2f}" for value in values]
 
 
-def table_with_paper(rows: Sequence[dict], dataset: str, metrics: Sequence[str] = ("retain_acc", "forget_acc", "test_acc"),
-                     digits: int = 1) -> str:
+def table_with_paper(rows: list[dict], dataset: str, metrics: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc")) -> str:
     """A markdown methods × k table of our ``metrics`` (mean ± sd over seeds), with a column of
     the paper's A_test beside them for the CIFAR settings (see :func:`paper_column`)."""
-    with_paper = dataset in PAPER_DATASETS
-    header = ["k", "method", "n", *metrics] + (["paper test_acc"] if with_paper else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    column = paper_column(rows, dataset)
-    for row, paper in zip(rows, column):
-        cells = [row["cells"][m].format(digits) for m in metrics]
-        extra = [paper] if with_paper else []
-        lines.append("| " + " | ".join([str(row["k"]), row["method"], str(row["n"]), *cells, *extra]) + " |")
-    return "\n".join(lines)
+    extra = {"paper test_acc": paper_column(rows, dataset)} if dataset in PAPER_DATASETS else None
+    return to_markdown(rows, metrics, extra)

@@ -40,3 +40,12 @@ def load_preset(source: str | Path) -> dict[str, Any]:
     if missing:
         raise PresetError(f"preset {path} lacks {', '.join(missing)}")
     return preset
+
+
+def method_hyperparameters(preset: str | Path, method: str) -> dict[str, Any]:
+    """Every hyperparameter of ``method`` as ``preset`` sets it, the method's defaults elsewhere."""
+    from dataclasses import asdict
+
+    from stakes_core.methods import create_method  # the registry, which user methods extend
+
+    return asdict(create_method(method, **load_preset(preset)["methods"].get(method, {})).config)

@@ -89,9 +89,9 @@ def sibling_runs(
     wanted = {key: value for key, value in canonical_config(asdict(config)).items() if key not in vary}
     runs = []
     for directory in find_runs(root) if root.is_dir() else []:
-        result = RunResult.load(directory)
-        if {key: value for key, value in canonical_config(result.config).items() if key not in vary} == wanted:
-            runs.append(result)
+        saved = json.loads((directory / "summary.json").read_text())["config"]  # no step records yet
+        if {key: value for key, value in canonical_config(saved).items() if key not in vary} == wanted:
+            runs.append(RunResult.load(directory))
     return runs
 
 

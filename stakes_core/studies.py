@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from stakes_core.anchors.variants import random_orthogonal
 from stakes_core.experiment import ExperimentConfig, experiment_config
 from stakes_core.methods import PAPER_METHODS
 from stakes_core.presets import load_preset
@@ -252,15 +253,11 @@ def anchor_invariance(anchors: torch.Tensor, samples: int = 256, seed: int = 0) 
     def loss(x: torch.Tensor) -> float:
         return float(structure_discrepancy(affinities(first, x), affinities(second, x)))
 
-    def orthogonal(n: int) -> torch.Tensor:
-        q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
-        return q * torch.sign(torch.diagonal(r))
-
     permutation = torch.randperm(b, generator=generator)
     reference = loss(a)
     return {
         "loss": reference,
         "permuted": abs(loss(a[permutation]) - reference),
-        "mixed": abs(loss(orthogonal(b) @ a) - reference),
-        "rotated": abs(loss(a @ orthogonal(d)) - reference),
+        "mixed": abs(loss(random_orthogonal(b, generator) @ a) - reference),
+        "rotated": abs(loss(a @ random_orthogonal(d, generator)) - reference),
     }

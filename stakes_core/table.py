@@ -125,13 +125,19 @@ def collapse_correlation(
     return {"rho": float(rho), "p_value": float(p_value), "n": len(points), "collapse": collapse, "metric": metric}
 
 
-def to_markdown(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
-    header = ["k", "method", "n", *metrics]
+def to_markdown(
+    rows: list[dict], metrics: tuple[str, ...] = METRICS, extra: dict[str, list[str]] | None = None
+) -> str:
+    """The rows of :func:`summarize` as a markdown table; ``extra`` adds columns of text, one
+    value per row (the paper's numbers beside ours, for instance)."""
+    extra = extra or {}
+    header = ["k", "method", "n", *metrics, *extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        digits = {"mean_collapse": 3, "steps": 0}
+    digits = {"mean_collapse": 3, "steps": 0}
+    for i, row in enumerate(rows):
         cells = [row["cells"][m].format(digits.get(m, 1)) for m in metrics]
-        lines.append("| " + " | ".join([str(row["k"]), row["method"], str(row["n"]), *cells]) + " |")
+        more = [column[i] for column in extra.values()]
+        lines.append("| " + " | ".join([str(row["k"]), row["method"], str(row["n"]), *cells, *more]) + " |")
     return "\n".join(lines)
 
 

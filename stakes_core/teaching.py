@@ -21,7 +21,7 @@ from stakes_core.analysis import AffinityView, affinity_view, collapse_curves, l
 from stakes_core.experiment import experiment_config
 from stakes_core.figures import affinity_heatmaps_figure, collapse_curves_figure
 from stakes_core.methods import METHODS, PAPER_METHODS, StepRecord
-from stakes_core.presets import load_preset
+from stakes_core.presets import load_preset, method_hyperparameters
 from stakes_core.results import RunResult
 from stakes_core.runstore import load_or_run
 from stakes_core.studies import FAST_EPOCHS, FAST_K
@@ -76,12 +76,12 @@ class CollapseLesson:
     ) -> None:
         self.dataset, self.seed, self.device, self.fast = dataset, seed, device, fast
         self.preset = load_preset(dataset)
-        defaults = self.preset["methods"].get(method, {})
+        defaults = method_hyperparameters(dataset, method)
         self.tries: list[Try] = []
         self._view: AffinityView | None = None
         self._widgets: dict[str, Any] | None = None
         self.settings: dict[str, Any] = {
-            "method": method, "k": int(k), "lr": float(lr if lr is not None else defaults.get("lr", 0.001)),
+            "method": method, "k": int(k), "lr": float(lr if lr is not None else defaults["lr"]),
             "reg_lambda": float(reg_lambda if reg_lambda is not None else defaults.get("reg_lambda", 1.0)),
             "max_epochs": int(max_epochs),
         }
@@ -102,7 +102,7 @@ class CollapseLesson:
         if unknown:
             raise ValueError(f"unknown lesson setting(s) {', '.join(sorted(unknown))}; use {', '.join(self.settings)}")
         if "method" in settings and "lr" not in settings and settings["method"] != self.settings["method"]:
-            settings["lr"] = float(self.preset["methods"].get(settings["method"], {}).get("lr", self.settings["lr"]))
+            settings["lr"] = float(method_hyperparameters(self.dataset, settings["method"])["lr"])
         self.settings.update(settings)
         s = dict(self.settings)
         if self.fast:
@@ -112,12 +112,12 @@ class CollapseLesson:
             overrides=self.overrides(s["method"], s["lr"], s["reg_lambda"], int(s["max_epochs"])), device=self.device,
         )
         directory = load_or_run(config, progress=progress, on_step=self._on_step)
-        result = RunResult.load(directory)
+        run = load_run(directory, device=config.device)
+        result = run.result
         attempt = Try(len(self.tries) + 1, s["method"], int(s["k"]), float(s["lr"]),
                       float(s["reg_lambda"]) if has_reg_lambda(s["method"]) else None, int(s["max_epochs"]),
                       directory, result)
         self.tries.append(attempt)
-        run = load_run(directory, device=config.device)
         self._view = affinity_view(run, attempt.method, run.default_instances(HEATMAP_INSTANCES, seed=self.seed))
         self._refresh()
         return attempt
@@ -188,8 +188,7 @@ class CollapseLesson:
 
         def on_method(change: dict) -> None:
             controls["reg_lambda"].disabled = not has_reg_lambda(change["new"])
-            defaults = self.preset["methods"].get(change["new"], {})
-            controls["lr"].value = defaults.get("lr", controls["lr"].value)
+            controls["lr"].value = method_hyperparameters(self.dataset, change["new"])["lr"]
 
         def on_click(_: Any) -> None:
             button.disabled = True

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from stakes_core.figures.variants import paired_differences_figure
+from stakes_core.presets import method_hyperparameters
 from stakes_core.studies import (
     ABLATION_VARIANTS,
     FAST_EPOCHS,
@@ -120,3 +121,10 @@ def test_the_alignment_loss_sees_anchors_only_through_their_gram_matrix() -> Non
     assert check["permuted"] < 1e-12 and check["mixed"] < 1e-12
     assert check["rotated"] > 1e-4  # rotating the embedding space is not invisible to the loss
     assert 0 < check["loss"] < 1
+
+
+def test_method_hyperparameters_are_the_presets_over_the_method_defaults() -> None:
+    values = method_hyperparameters("digits", "structguard")
+    assert values["lr"] == 0.01 and values["stop_from_epoch"] == 5  # set by the digits preset
+    assert values["max_epochs"] == 101 and values["align_weight"] == 1.0  # the method's defaults
+    assert method_hyperparameters("cifar10", "structguard")["lr"] == 0.005

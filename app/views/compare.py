@@ -3,17 +3,16 @@ the same setting, with downloads."""
 
 import streamlit as st
 
-from stakes_core.runstore import sibling_runs
 from stakes_core.table import rows_to_csv, run_rows, summarize, to_csv, to_markdown
 
+import cached
 import lab
-from cached import run_result
 from widgets import run_table
 
 st.title("Compare")
 config = lab.config_or_stop()
 directory = lab.run_or_stop()
-result = run_result(str(directory))
+result = cached.run_result(str(directory))
 st.subheader(f"This run: k = {result.k}, seed {result.seed}")
 run_table(result)
 left, right = st.columns(2)
@@ -22,7 +21,7 @@ left.download_button("Download CSV", rows_to_csv(run_rows(result)), file_name=f"
 right.download_button("Download summary.json", (directory / "summary.json").read_text(),
                       file_name=f"{directory.name}.json", mime="application/json", icon=":material/download:")
 
-siblings = sibling_runs(config)
+siblings = cached.siblings(config)
 seeds = sorted({run.seed for run in siblings})
 st.subheader(f"This setting over every stored seed and k ({len(siblings)} runs)")
 st.caption(f"Seeds {', '.join(map(str, seeds))}; cells are mean ± sd over seeds. Run other seeds or k with the "

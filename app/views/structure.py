@@ -5,7 +5,6 @@ import streamlit as st
 from stakes_core.analysis import collapse_curves, tradeoff_points
 from stakes_core.figures import affinity_heatmaps_figure, collapse_curves_figure, collapse_tradeoff_figure
 from stakes_core.figures.style import method_label
-from stakes_core.runstore import sibling_runs
 
 import cached
 import lab
@@ -22,7 +21,7 @@ if view == "projector" and "structguard" not in result.methods:
 else:
     st.plotly_chart(collapse_curves_figure(collapse_curves([result], view=view), view=view))
 
-siblings = sibling_runs(config)
+siblings = cached.siblings(config)
 st.plotly_chart(collapse_tradeoff_figure(tradeoff_points(siblings)))
 st.caption(f"{len(siblings)} stored runs of this setting (every seed and k). More seeds make the trend readable.")
 

@@ -25,12 +25,15 @@ def check_anchor_source(source: str) -> str:
     return source
 
 
+def random_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A Haar-distributed ``n × n`` orthogonal matrix (float64)."""
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))  # not biased by QR's sign convention
+
+
 def rotated_anchors(anchors: torch.Tensor, seed: int) -> torch.Tensor:
     """``A·Q`` for a seeded random orthogonal ``Q``: the same Gram matrix ``A·Aᵀ``, another subspace."""
-    generator = torch.Generator().manual_seed(seed)
-    gaussian = torch.randn(anchors.shape[1], anchors.shape[1], generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(gaussian)
-    q = q * torch.sign(torch.diagonal(r))  # Haar-distributed, not biased by QR's sign convention
+    q = random_orthogonal(anchors.shape[1], torch.Generator().manual_seed(seed))
     return (anchors.double().cpu() @ q).float()
 
 
