@@ -19,9 +19,9 @@ from stakes_core.analysis.embedding import warm_up_umap
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
-from stakes_core.experiment import ExperimentConfig
-from stakes_core.results import RunResult
-from stakes_core.runstore import sibling_runs, store_root
+from stakes_core.run.config import ExperimentConfig
+from stakes_core.run.results import RunResult
+from stakes_core.run.runstore import sibling_runs, store_root
 
 
 @st.cache_resource(show_spinner=False)

@@ -14,10 +14,10 @@ import streamlit as st
 from stakes_core import experiment_config, load_preset
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
-from stakes_core.experiment import ExperimentConfig, load_dataset
 from stakes_core.methods import PAPER_METHODS
-from stakes_core.presets import method_hyperparameters
-from stakes_core.runstore import is_complete, run_directory
+from stakes_core.run.config import ExperimentConfig, method_hyperparameters
+from stakes_core.run.context import load_dataset
+from stakes_core.run.runstore import is_complete, run_directory
 
 PRESETS = ("digits", "cifar10", "cifar100")
 METHODS = (*PAPER_METHODS, "oracle")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from stakes_core.experiment import ExperimentConfig, pretrained_model
 from stakes_core.figures.style import method_label
 from stakes_core.methods import StepRecord
-from stakes_core.runstore import load_or_run
+from stakes_core.run.config import ExperimentConfig
+from stakes_core.run.context import pretrained_model
+from stakes_core.run.runstore import load_or_run
 
 
 def run_with_progress(config: ExperimentConfig) -> Path:

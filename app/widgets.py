@@ -8,8 +8,8 @@ import torch
 from stakes_core.data import ImageDataset, to_float
 from stakes_core.figures.grids import to_rgb
 from stakes_core.figures.style import method_label
-from stakes_core.results import RunResult
-from stakes_core.table import run_rows
+from stakes_core.report.table import run_rows
+from stakes_core.run.results import RunResult
 
 COLUMN_FORMATS = {
     "retain_acc": ("A_r (%)", "%.1f"), "forget_acc": ("A_f (%)", "%.1f"), "test_acc": ("A_test (%)", "%.1f"),

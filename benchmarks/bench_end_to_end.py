@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     pin_threads(args.threads)
     warm_up()
 
-    from stakes_core.experiment import experiment_config, run_experiment
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.experiment import run_experiment
 
     rows = []
     for k in args.k:

@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from stakes_core.experiment import experiment_config, prepare_context
     from stakes_core.methods import create_method
     from stakes_core.methods.structguard import cycle_visits
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.context import prepare_context
 
     cases = [(k, None) for k in args.k] + ([(16, 50_000 - 16)] if args.cifar_retained else [])
     rows = []

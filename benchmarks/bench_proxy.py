@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import torchattacks
 
-    from stakes_core.accel import Acceleration
-    from stakes_core.attacks import PGDConfig
-    from stakes_core.experiment import experiment_config, prepare_context
+    from stakes_core.infra.accel import Acceleration
     from stakes_core.methods import build_proxy_set
+    from stakes_core.methods.attacks import PGDConfig
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.context import prepare_context
 
     config = experiment_config("digits", k=args.k, seed=args.seed, methods=["adv"], encoder="random:384",
                                device=args.device)

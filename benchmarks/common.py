@@ -56,7 +56,7 @@ def environment(device: str) -> dict[str, Any]:
 
 def best_time(run: Callable[[], Any], repeats: int, device: str = "cpu") -> tuple[float, Any]:
     """The fastest of ``repeats`` wall-clock timings of ``run()`` and its last result."""
-    from stakes_core.accel import synchronize
+    from stakes_core.infra.accel import synchronize
 
     best, result = float("inf"), None
     for _ in range(repeats):

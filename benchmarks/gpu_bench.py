@@ -46,7 +46,7 @@ def authors_attack(model: Any, x: Any, targets: Any, eps: float, step: float, it
     import torch
     import torch.nn.functional as F
 
-    from stakes_core.attacks import clamp_to_ball
+    from stakes_core.methods.attacks import clamp_to_ball
 
     start = torch.rand(x.shape, generator=generator).to(x.device)
     delta = torch.clamp(x + clamp_to_ball(start - x, eps), 0, 1) - x
@@ -66,7 +66,7 @@ def authors_proxy(model: Any, images: Any, labels: Any, n_adv: int, pgd: Any, nu
     """The authors' proxy-set loop: per forget batch of 128, ``n_adv`` attack calls."""
     import torch
 
-    from stakes_core.attacks import draw_targets
+    from stakes_core.methods.attacks import draw_targets
     from stakes_core.methods.base import trainable_copy
 
     attacked = trainable_copy(model).eval()  # the authors' model has trainable parameters
@@ -84,7 +84,8 @@ def prepare(args: Any, k: int, folder: str, accel: dict[str, Any]) -> Any:
     """The context of one CIFAR-shaped request (pretraining is cached under ``folder``)."""
     from gpu_smoke import write_descriptions
 
-    from stakes_core.experiment import experiment_config, prepare_context
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.context import prepare_context
 
     sg = {"lr": 0.005, "projector_lr": 0.009, "n_adv": args.n_adv, "pgd_eps": 3.0, "pgd_step": 0.1,
           "pgd_iterations": args.iterations, "max_epochs": args.max_epochs}
@@ -103,9 +104,9 @@ def bench_k(args: Any, k: int, folder: str) -> list[dict[str, Any]]:
     """Proxy, importance and request timings for one k."""
     import torch
 
-    from stakes_core.accel import Acceleration
-    from stakes_core.experiment import run_method
+    from stakes_core.infra.accel import Acceleration
     from stakes_core.methods import build_proxy_set, create_method
+    from stakes_core.run.experiment import run_method
 
     context, hyper = prepare(args, k, folder, {})
     model, classes = context.original, context.dataset.num_classes
@@ -155,8 +156,8 @@ def bench_k(args: Any, k: int, folder: str) -> list[dict[str, Any]]:
 
 def pretrain_throughput(args: Any) -> list[dict[str, Any]]:
     """Images per second of the pretraining recipe (one epoch after a warm-up epoch)."""
-    from stakes_core.accel import Acceleration
     from stakes_core.data import create_dataset
+    from stakes_core.infra.accel import Acceleration
     from stakes_core.models.pretrain import PretrainConfig, train_model
 
     dataset = create_dataset("synthetic32", num_train=args.train_size)

@@ -24,12 +24,9 @@ from pathlib import Path
 import torch
 
 from stakes_core.data import DATASETS, Augmentation, ImageDataset
-from stakes_core.experiment import (
-    experiment_config,
-    prepare_context,
-    run_experiment,
-    run_method,
-)
+from stakes_core.run.config import experiment_config
+from stakes_core.run.context import prepare_context
+from stakes_core.run.experiment import run_experiment, run_method
 
 
 @DATASETS.register("synthetic32")

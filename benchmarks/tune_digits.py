@@ -19,7 +19,9 @@ import json
 import statistics
 import time
 
-from stakes_core.experiment import experiment_config, prepare_context, run_method
+from stakes_core.run.config import experiment_config
+from stakes_core.run.context import prepare_context
+from stakes_core.run.experiment import run_method
 
 PGD = {"n_adv": 20, "pgd_step": 0.25, "pgd_iterations": 20}
 GRIDS = {

@@ -16,7 +16,9 @@ import argparse
 import json
 import statistics
 
-from stakes_core.experiment import experiment_config, prepare_context, run_method
+from stakes_core.run.config import experiment_config
+from stakes_core.run.context import prepare_context
+from stakes_core.run.experiment import run_method
 
 GRACES = [1, 2, 5, 10]
 

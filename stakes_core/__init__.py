@@ -15,13 +15,6 @@ from stakes_core.anchors import (
     register_encoder,
 )
 from stakes_core.data import create_dataset, list_datasets
-from stakes_core.experiment import (
-    ExperimentConfig,
-    experiment_config,
-    prepare_context,
-    run_experiment,
-    run_method,
-)
 from stakes_core.methods import (
     UnlearningMethod,
     create_method,
@@ -29,8 +22,11 @@ from stakes_core.methods import (
     register_method,
 )
 from stakes_core.models import create_model, list_models, register_model
-from stakes_core.presets import list_presets, load_preset
-from stakes_core.results import MethodResult, RunResult
+from stakes_core.run.config import ExperimentConfig, experiment_config
+from stakes_core.run.context import prepare_context
+from stakes_core.run.experiment import run_experiment, run_method
+from stakes_core.run.presets import list_presets, load_preset
+from stakes_core.run.results import MethodResult, RunResult
 
 __version__ = "0.1.0"
 

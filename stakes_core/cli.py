@@ -14,7 +14,6 @@ import sys
 import warnings
 from pathlib import Path
 
-from stakes_core.accel import PRECISIONS
 from stakes_core.analysis.embedding import EMBEDDING_ALGORITHMS
 from stakes_core.anchors import (
     ClassMismatchWarning,
@@ -23,14 +22,15 @@ from stakes_core.anchors import (
     list_encoders,
 )
 from stakes_core.anchors.variants import ANCHOR_SOURCES
-from stakes_core.cache import CorruptCacheError
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError, list_datasets
 from stakes_core.figures.export import EXPORT_FORMATS, StaticExportUnavailable
+from stakes_core.infra.accel import PRECISIONS
+from stakes_core.infra.cache import CorruptCacheError
+from stakes_core.infra.registry import UnknownNameError
 from stakes_core.methods import PAPER_METHODS, list_methods
 from stakes_core.models import list_models
-from stakes_core.presets import PresetError, list_presets
-from stakes_core.registry import UnknownNameError
-from stakes_core.results import RunResultError
+from stakes_core.run.presets import PresetError, list_presets
+from stakes_core.run.results import RunResultError
 
 #: Errors that are the user's to fix: reported in one line, exit status 2.
 USER_ERRORS = (
@@ -57,7 +57,8 @@ def dataset_options(args: argparse.Namespace) -> dict:
 
 
 def command_pretrain(args: argparse.Namespace) -> None:
-    from stakes_core.experiment import experiment_config, prepare_context
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.context import prepare_context
 
     config = experiment_config(
         args.preset, k=1, dataset_options=dataset_options(args), pretrain_epochs=args.epochs, device=args.device
@@ -68,8 +69,9 @@ def command_pretrain(args: argparse.Namespace) -> None:
 
 
 def command_run(args: argparse.Namespace) -> None:
-    from stakes_core.experiment import experiment_config, run_experiment
-    from stakes_core.table import summarize, to_markdown
+    from stakes_core.report.table import summarize, to_markdown
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.experiment import run_experiment
 
     methods = list(PAPER_METHODS) if args.methods == ["all"] else args.methods
     runs = []
@@ -89,8 +91,7 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def command_table(args: argparse.Namespace) -> None:
-    from stakes_core.results import RunResult, find_runs
-    from stakes_core.table import (
+    from stakes_core.report.table import (
         collapse_correlation,
         paired_difference,
         paired_markdown,
@@ -98,6 +99,7 @@ def command_table(args: argparse.Namespace) -> None:
         to_csv,
         to_markdown,
     )
+    from stakes_core.run.results import RunResult, find_runs
 
     directories = [d for root in args.runs for d in find_runs(root)]
     if not directories:

@@ -6,8 +6,8 @@ import torch
 
 from stakes_core.data import ImageDataset
 from stakes_core.methods import UnlearnContext
+from stakes_core.metrics.structure import StructureProbe, projection_for
 from stakes_core.models import create_model
-from stakes_core.structure import StructureProbe, projection_for
 
 
 def tiny_dataset(num_classes: int = 4, per_class: int = 24, size: int = 8, seed: int = 0) -> ImageDataset:

@@ -24,8 +24,9 @@ from stakes_core.analysis import (
 from stakes_core.analysis.gradcam import gradcam_maps, gradcam_view, target_block
 from stakes_core.analysis.privacy import attack_features, fit_attack, privacy_view
 from stakes_core.analysis.retrieval import rank_gallery, retrieval_metrics, retrieval_view
-from stakes_core.experiment import experiment_config, run_experiment
-from stakes_core.results import RunResult
+from stakes_core.run.config import experiment_config
+from stakes_core.run.experiment import run_experiment
+from stakes_core.run.results import RunResult
 
 METHODS = ["neggrad", "structguard"]
 

@@ -10,8 +10,9 @@ from helpers import tiny_dataset, tiny_model
 
 from stakes_core.analysis import load_run
 from stakes_core.anchors.variants import check_anchor_source, prototype_anchors, rotated_anchors
-from stakes_core.experiment import experiment_config, run_experiment
-from stakes_core.structure import affinities, structure_discrepancy
+from stakes_core.metrics.structure import affinities, structure_discrepancy
+from stakes_core.run.config import experiment_config
+from stakes_core.run.experiment import run_experiment
 
 
 def test_rotation_keeps_the_gram_matrix_and_changes_the_anchors() -> None:

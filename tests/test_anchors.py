@@ -30,7 +30,7 @@ from stakes_core.anchors import (
     shipped_descriptions,
 )
 from stakes_core.anchors.build import mean_off_diagonal
-from stakes_core.registry import UnknownNameError
+from stakes_core.infra.registry import UnknownNameError
 
 AUTHORS_CIFAR100 = Path("/work/shared/reference/structguard_descriptions/CIFAR100_Description.json")
 

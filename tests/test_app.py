@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stakes_core.runstore import store_root
+from stakes_core.run.runstore import store_root
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from stakes_core.experiment import experiment_config
 from stakes_core.methods import PAPER_METHODS
-from stakes_core.runstore import is_complete, run_directory
+from stakes_core.run.config import experiment_config
+from stakes_core.run.runstore import is_complete, run_directory
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

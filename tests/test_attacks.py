@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stakes_core.attacks import PGDConfig, clamp_to_ball, draw_targets, targeted_l2_pgd
+from stakes_core.methods.attacks import PGDConfig, clamp_to_ball, draw_targets, targeted_l2_pgd
 from tests.helpers import tiny_context
 
 

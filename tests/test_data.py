@@ -25,7 +25,7 @@ from stakes_core.data import (
     retain_indices,
     to_float,
 )
-from stakes_core.registry import UnknownNameError
+from stakes_core.infra.registry import UnknownNameError
 
 # --------------------------------------------------------------------------- registry
 

@@ -14,7 +14,6 @@ from stakes_core.analysis import AffinityView, CollapseCurve, EmbeddingView, Ins
 from stakes_core.analysis.privacy import PrivacyView
 from stakes_core.analysis.retrieval import RetrievalView
 from stakes_core.cli import main
-from stakes_core.experiment import experiment_config, run_experiment
 from stakes_core.figures import (
     StaticExportUnavailable,
     affinity_heatmaps_figure,
@@ -30,6 +29,8 @@ from stakes_core.figures import (
 )
 from stakes_core.figures.grids import framed, heat_colors, overlay, to_rgb
 from stakes_core.figures.style import method_color
+from stakes_core.run.config import experiment_config
+from stakes_core.run.experiment import run_experiment
 
 CHROMIUM = shutil.which("chromium") or shutil.which("google-chrome") or shutil.which("chrome")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from stakes_core.cli import main
-from stakes_core.experiment import experiment_config, run_experiment
+from stakes_core.run.config import experiment_config
+from stakes_core.run.experiment import run_experiment
 
 ALL_METHODS = ["neggrad", "adv", "l2ul", "structguard", "oracle"]
 

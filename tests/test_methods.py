@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from stakes_core.infra.registry import UnknownNameError
 from stakes_core.methods import (
     METHODS,
     StructGuard,
@@ -20,7 +21,6 @@ from stakes_core.methods import (
 )
 from stakes_core.methods.base import Timer, forget_batches
 from stakes_core.methods.l2ul import mas_importance
-from stakes_core.registry import UnknownNameError
 from tests.helpers import tiny_context
 
 FAST = {"max_epochs": 4, "n_adv": 4, "pgd_iterations": 3, "pgd_eps": 1.0, "pgd_step": 0.3}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stakes_core.cache import CorruptCacheError, TensorCache, config_key
+from stakes_core.infra.cache import CorruptCacheError, TensorCache, config_key
+from stakes_core.infra.registry import UnknownNameError
 from stakes_core.models import create_model, list_models, register_model
 from stakes_core.models.pretrain import PretrainConfig, load_or_pretrain
-from stakes_core.registry import UnknownNameError
 from tests.helpers import tiny_dataset
 
 

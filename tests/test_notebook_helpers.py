@@ -1,4 +1,4 @@
-"""Display helpers the notebooks call (stakes_core.notebook)."""
+"""Display helpers the notebooks call (stakes_core.lab.notebook)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import plotly.io as pio
 
 from stakes_core.analysis import load_run
 from stakes_core.analysis.retrieval import retrieval_view
-from stakes_core.notebook import NOTEBOOK_RENDERER, descriptions_markdown, retrieval_grid, setup_notebook
-from stakes_core.studies import Study
+from stakes_core.lab.notebook import NOTEBOOK_RENDERER, descriptions_markdown, retrieval_grid, setup_notebook
+from stakes_core.lab.studies import Study
 
 
 def test_setup_notebook_sets_a_renderer_that_survives_html_export() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stakes_core.paper import PAPER_NUMBERS, SOURCE, paper_column, paper_value, table_with_paper
-from stakes_core.table import Cell
+from stakes_core.report.paper import PAPER_NUMBERS, SOURCE, paper_column, paper_value, table_with_paper
+from stakes_core.report.table import Cell
 
 
 def rows(k: int) -> list[dict]:

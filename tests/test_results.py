@@ -7,10 +7,8 @@ import math
 
 import pytest
 
-from stakes_core.experiment import run_method
 from stakes_core.methods import StepRecord
-from stakes_core.results import MethodResult, RunResult, RunResultError, find_runs
-from stakes_core.table import (
+from stakes_core.report.table import (
     collapse_correlation,
     paired_difference,
     rows_to_csv,
@@ -19,6 +17,8 @@ from stakes_core.table import (
     to_csv,
     to_markdown,
 )
+from stakes_core.run.experiment import run_method
+from stakes_core.run.results import MethodResult, RunResult, RunResultError, find_runs
 from tests.helpers import tiny_context
 
 

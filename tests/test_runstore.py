@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stakes_core.anchors import load_descriptions
-from stakes_core.experiment import experiment_config
-from stakes_core.runstore import (
+from stakes_core.run.config import experiment_config
+from stakes_core.run.runstore import (
     is_complete,
     load_or_run,
     run_directory,

@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from stakes_core.accel import Acceleration
-from stakes_core.attacks import PGDConfig, frozen, targeted_l2_pgd
-from stakes_core.experiment import resolve_device
+from stakes_core.infra.accel import Acceleration
 from stakes_core.methods import create_method
+from stakes_core.methods.attacks import PGDConfig, frozen, targeted_l2_pgd
 from stakes_core.methods.structguard import cycle_visits
-from stakes_core.metrics import accuracy
-from stakes_core.structure import backbone_embedder
+from stakes_core.metrics.accuracy import accuracy
+from stakes_core.metrics.structure import backbone_embedder
+from stakes_core.run.config import resolve_device
 from tests.helpers import tiny_context
 
 # proxy set of 4·5 = 20 examples in batches of 8, 8, 4; |D_r| = 92 is no multiple of 20, so the

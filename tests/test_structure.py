@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from stakes_core.structure import (
+from stakes_core.metrics.structure import (
     StructureProbe,
     affinities,
     backbone_embedder,

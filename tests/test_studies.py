@@ -8,20 +8,19 @@ import pytest
 import torch
 
 from stakes_core.figures.variants import paired_differences_figure
-from stakes_core.presets import method_hyperparameters
-from stakes_core.studies import (
+from stakes_core.lab.studies import (
     ABLATION_VARIANTS,
     FAST_EPOCHS,
     FAST_K,
     Study,
     Variant,
-    VariantComparison,
     anchor_invariance,
     anchor_variants,
     compare_variants,
     encoders_to_compare,
-    mean_interval,
 )
+from stakes_core.report.comparison import VariantComparison, mean_interval
+from stakes_core.run.config import method_hyperparameters
 
 
 def test_a_fast_study_shrinks_k_seeds_and_epochs_and_keeps_the_users_overrides() -> None:

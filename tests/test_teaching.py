@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stakes_core.teaching import CollapseLesson, figure_output, has_reg_lambda
+from stakes_core.lab.teaching import CollapseLesson, figure_output, has_reg_lambda
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ the same setting, with downloads."""
 
 import streamlit as st
 
-from stakes_core.table import rows_to_csv, run_rows, summarize, to_csv, to_markdown
+from stakes_core.report.table import rows_to_csv, run_rows, summarize, to_csv, to_markdown
 
 import cached
 import lab

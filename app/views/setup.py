@@ -5,8 +5,8 @@ import streamlit as st
 from stakes_core.anchors import shipped_descriptions
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import choose_forget_indices
-from stakes_core.experiment import load_dataset, pretrained_model
 from stakes_core.figures.style import method_label
+from stakes_core.run.context import load_dataset, pretrained_model
 
 import lab
 from widgets import forget_strip

@@ -8,9 +8,9 @@ import streamlit as st
 
 from stakes_core.anchors import DescriptionsError, class_prompt, load_descriptions, match_classes, parse_attributes
 from stakes_core.anchors.build import anchor_similarity, mean_off_diagonal
-from stakes_core.experiment import load_dataset
 from stakes_core.figures import anchor_similarity_figure
-from stakes_core.runstore import stored_descriptions
+from stakes_core.run.context import load_dataset
+from stakes_core.run.runstore import stored_descriptions
 
 import cached
 import lab

@@ -1,6 +1,6 @@
 """Analyses of saved runs: affinity drift, embedding layouts, Grad-CAM, retrieval and privacy.
 
-Each analysis takes a :class:`LoadedRun` (or saved :class:`~stakes_core.results.RunResult`
+Each analysis takes a :class:`LoadedRun` (or saved :class:`~stakes_core.run.results.RunResult`
 objects) and returns plain data; ``stakes_core.figures`` turns that data into plotly figures.
 """
 

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 
 from stakes_core.analysis.runs import AnalysisError, Instances, LoadedRun
-from stakes_core.results import RunResult
-from stakes_core.structure import affinities, backbone_embedder, row_cosine
+from stakes_core.metrics.structure import affinities, backbone_embedder, row_cosine
+from stakes_core.run.results import RunResult
 
 STRUCTURE_VIEWS = ("backbone", "projector")
 """``backbone``: ``g(x)`` (through ``R`` when widths differ), comparable across methods;

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from stakes_core.analysis.features import embed_images
 from stakes_core.analysis.runs import AnalysisError, Instances, LoadedRun
-from stakes_core.cache import TensorCache, config_key, file_sha256
+from stakes_core.infra.cache import TensorCache, config_key, file_sha256
 
 EMBEDDING_ALGORITHMS = ("umap", "aligned-umap", "pca")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from stakes_core.metrics import image_batches
+from stakes_core.metrics.accuracy import image_batches
 
 FEATURE_VIEWS = ("backbone", "deployed")
 

@@ -21,7 +21,7 @@ import torch
 
 from stakes_core.analysis.runs import AnalysisError, LoadedRun
 from stakes_core.data import retain_indices
-from stakes_core.metrics import logits
+from stakes_core.metrics.accuracy import logits
 
 MIA_FEATURES = ("confidence", "entropy")
 

@@ -9,18 +9,18 @@ an :class:`AnalysisError` that says what to do.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from stakes_core.cache import state_sha256
 from stakes_core.data import ImageDataset, to_float
-from stakes_core.experiment import ExperimentConfig, _load_dataset, dataset_fingerprint, prepare_context, resolve_device
+from stakes_core.infra.cache import state_sha256
 from stakes_core.methods import METHODS, UnlearnContext
-from stakes_core.results import RunResult, RunResultError
+from stakes_core.run.config import ExperimentConfig, resolve_device
+from stakes_core.run.context import dataset_fingerprint, dataset_with_fingerprint, prepare_context
+from stakes_core.run.results import RunResult, RunResultError
 
 INSTANCE_KINDS = ("forget", "retained", "test")
 """Forgotten training instances, retained training instances and held-out test instances."""
@@ -172,7 +172,7 @@ def load_run(
     config.device = resolve_device(device)
     if dataset is not None:
         _check_dataset(result, dataset_fingerprint(dataset), directory)
-    _, fingerprint = _load_dataset(json.dumps(config.dataset, sort_keys=True))
+    _, fingerprint = dataset_with_fingerprint(config)
     _check_dataset(result, fingerprint, directory)
     context, pretrained = prepare_context(config, progress=progress)
     original_sha256 = state_sha256(pretrained.model.state_dict())

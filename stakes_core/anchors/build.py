@@ -18,7 +18,7 @@ from stakes_core.anchors.descriptions import (
     load_descriptions,
 )
 from stakes_core.anchors.encoders import create_encoder, weights_fingerprint
-from stakes_core.cache import CorruptCacheError, TensorCache, config_key
+from stakes_core.infra.cache import CorruptCacheError, TensorCache, config_key
 
 logger = logging.getLogger(__name__)
 

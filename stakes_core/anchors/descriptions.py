@@ -13,7 +13,7 @@ import re
 import warnings
 from pathlib import Path
 
-from stakes_core.assets import asset_path, list_assets
+from stakes_core.infra.assets import asset_path, list_assets
 
 Descriptions = dict[str, list[str]]
 

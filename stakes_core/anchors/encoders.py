@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from stakes_core.registry import Registry
+from stakes_core.infra.registry import Registry
 
 
 class EncoderUnavailableError(RuntimeError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stakes_core.metrics import image_batches
+from stakes_core.metrics.accuracy import image_batches
 
 ANCHOR_SOURCES = ("text", "rotated", "prototypes")
 

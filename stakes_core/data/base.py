@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stakes_core.registry import Registry
+from stakes_core.infra.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from stakes_core.figures.export import save_figures
 from stakes_core.figures.grids import gradcam_grid_figure, retrieval_grid_figure
 from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_similarity_figure
 from stakes_core.figures.metrics import privacy_figure, retrieval_metrics_figure
-from stakes_core.results import RunResult, RunResultError, find_runs
+from stakes_core.run.results import RunResult, RunResultError, find_runs
 
 LAYOUT_PER_KIND = 300
 """Instances of each kind (forgotten, retained, test) in the embedding layouts."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from stakes_core.figures.style import finish
-from stakes_core.studies import VariantComparison, mean_interval
+from stakes_core.report.comparison import VariantComparison, mean_interval
 
 METRIC_TITLES = {
     "test_acc": "test accuracy A_test (points)", "retain_acc": "retain accuracy A_r (points)",

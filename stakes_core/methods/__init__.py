@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stakes_core.infra.registry import Registry
 from stakes_core.methods.adv import Adv, ProxyConfig
 from stakes_core.methods.base import (
     MethodConfig,
@@ -31,7 +32,6 @@ from stakes_core.methods.structguard import (
     StructGuard,
     StructGuardConfig,
 )
-from stakes_core.registry import Registry
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
-from stakes_core.attacks import PGDConfig
+from stakes_core.methods.attacks import PGDConfig
 from stakes_core.methods.base import (
     UnlearnContext,
     UnlearningMethod,

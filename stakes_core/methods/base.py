@@ -29,11 +29,11 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from stakes_core.accel import DEFAULT, Acceleration
-from stakes_core.attacks import PGDConfig, draw_targets, targeted_l2_pgd
 from stakes_core.data import ImageDataset, to_float
-from stakes_core.metrics import correct_fraction
-from stakes_core.structure import Embedder, StructureProbe, backbone_embedder, structure_discrepancy
+from stakes_core.infra.accel import DEFAULT, Acceleration
+from stakes_core.methods.attacks import PGDConfig, draw_targets, targeted_l2_pgd
+from stakes_core.metrics.accuracy import correct_fraction
+from stakes_core.metrics.structure import Embedder, StructureProbe, backbone_embedder, structure_discrepancy
 
 
 @dataclass

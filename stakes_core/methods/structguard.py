@@ -61,7 +61,7 @@ from stakes_core.methods.base import (
     paired_with_forget,
     trainable_copy,
 )
-from stakes_core.structure import Embedder, affinities, structure_discrepancy
+from stakes_core.metrics.structure import Embedder, affinities, structure_discrepancy
 
 
 @dataclass

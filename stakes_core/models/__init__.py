@@ -6,8 +6,8 @@ from typing import Callable, Sequence
 
 from torch import nn
 
+from stakes_core.infra.registry import Registry
 from stakes_core.models.resnet import BasicBlock, Bottleneck, CifarResNet
-from stakes_core.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 

@@ -15,10 +15,10 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from stakes_core.accel import DEFAULT, Acceleration, synchronize
-from stakes_core.cache import TensorCache, config_key
 from stakes_core.data import ImageDataset, augment_batch, to_float
-from stakes_core.metrics import accuracy
+from stakes_core.infra.accel import DEFAULT, Acceleration, synchronize
+from stakes_core.infra.cache import TensorCache, config_key
+from stakes_core.metrics.accuracy import accuracy
 from stakes_core.models import CifarResNet, create_model
 
 
@@ -118,7 +118,7 @@ def load_or_pretrain(
 ) -> Pretrained:
     """Return the cached checkpoint for this config, or train one and cache it.
 
-    A corrupt entry raises :class:`~stakes_core.cache.CorruptCacheError` (it is not replaced
+    A corrupt entry raises :class:`~stakes_core.infra.cache.CorruptCacheError` (it is not replaced
     silently); delete the file it names to retrain.
     """
     cache = TensorCache("checkpoints")

@@ -3,7 +3,7 @@
 :class:`CollapseLesson` puts sliders for k, the learning rate, λ and the number of epochs, a
 method menu and an *Unlearn* button above two live figures: the collapse curve of every try so
 far and the affinity heatmap (``S_ori``, ``S_unl``, their difference) of the latest try. Each
-try is a cached run (:func:`stakes_core.runstore.load_or_run`), so repeating a setting answers
+try is a cached run (:func:`stakes_core.run.runstore.load_or_run`), so repeating a setting answers
 at once. :meth:`CollapseLesson.unlearn` is what the button calls; a notebook or a test can call
 it directly, without a browser.
 """
@@ -18,13 +18,13 @@ from typing import Any
 import plotly.graph_objects as go
 
 from stakes_core.analysis import AffinityView, affinity_view, collapse_curves, load_run
-from stakes_core.experiment import experiment_config
 from stakes_core.figures import affinity_heatmaps_figure, collapse_curves_figure
+from stakes_core.lab.studies import FAST_EPOCHS, FAST_K
 from stakes_core.methods import METHODS, PAPER_METHODS, StepRecord
-from stakes_core.presets import load_preset, method_hyperparameters
-from stakes_core.results import RunResult
-from stakes_core.runstore import load_or_run
-from stakes_core.studies import FAST_EPOCHS, FAST_K
+from stakes_core.run.config import experiment_config, method_hyperparameters
+from stakes_core.run.presets import load_preset
+from stakes_core.run.results import RunResult
+from stakes_core.run.runstore import load_or_run
 
 HEATMAP_INSTANCES = 4
 """Forgotten, retained and test instances of each kind in the heatmap."""
@@ -65,8 +65,8 @@ class CollapseLesson:
         k, lr, reg_lambda, max_epochs: the sliders' starting values (``lr``/``reg_lambda``
             default to the preset's values for ``method``).
         seed: the forget set's seed; device: where runs happen.
-        fast: cap k at :data:`~stakes_core.studies.FAST_K` and the epochs at
-            :data:`~stakes_core.studies.FAST_EPOCHS` (a smoke run, as in the notebooks' tests).
+        fast: cap k at :data:`~stakes_core.lab.studies.FAST_K` and the epochs at
+            :data:`~stakes_core.lab.studies.FAST_EPOCHS` (a smoke run, as in the notebooks' tests).
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from stakes_core.table import to_markdown
+from stakes_core.report.table import to_markdown
 
 SOURCE = (
     "secondary summaries of the paper (en.papernotes.org, wizwand.com), tag [S] in "
@@ -76,7 +76,7 @@ def paper_value(dataset: str, k: int, method: str, metric: str) -> float | None:
 
 
 def paper_column(rows: Sequence[dict], dataset: str, metric: str = "test_acc") -> list[str]:
-    """For each row of :func:`stakes_core.table.summarize`, the paper's ``metric`` as text:
+    """For each row of :func:`stakes_core.report.table.summarize`, the paper's ``metric`` as text:
     the number where it is known, ``"–"`` where it is not, and all ``""`` for a dataset that is
     not one of the paper's CIFAR settings (nothing to compare with)."""
     if dataset not in PAPER_DATASETS:

@@ -2,7 +2,7 @@
 a run it has already made answers at once.
 
 A run lives in ``<root>/<dataset>-k<k>-seed<seed>-<key>/`` (the ``stakes run`` layout), where
-``key`` hashes the whole :class:`~stakes_core.experiment.ExperimentConfig` with the *content*
+``key`` hashes the whole :class:`~stakes_core.run.experiment.ExperimentConfig` with the *content*
 of its descriptions, so editing a descriptions file gives other runs. A run is written to a
 temporary folder and renamed into place only once it is complete: a run that fails or is
 cancelled never replaces or half-fills an entry.
@@ -19,10 +19,11 @@ from typing import Any, Callable
 
 from stakes_core.anchors import load_descriptions
 from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
-from stakes_core.cache import atomic_write_bytes, cache_root, config_key
-from stakes_core.experiment import ExperimentConfig, run_experiment
+from stakes_core.infra.cache import atomic_write_bytes, cache_root, config_key
 from stakes_core.methods import StepRecord, create_method
-from stakes_core.results import FORMAT_VERSION, RunResult, find_runs
+from stakes_core.run.config import ExperimentConfig
+from stakes_core.run.experiment import run_experiment
+from stakes_core.run.results import FORMAT_VERSION, RunResult, find_runs
 
 
 def store_root(root: str | Path | None = None) -> Path:

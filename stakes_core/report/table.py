@@ -14,7 +14,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from stakes_core.results import RunResult
+from stakes_core.run.results import RunResult
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds")
 REFERENCE = "original"

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from stakes_core.cache import atomic_write_bytes
+from stakes_core.infra.cache import atomic_write_bytes
 from stakes_core.methods import StepRecord
 
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from stakes_core.accel import DEFAULT, Acceleration
+from stakes_core.infra.accel import DEFAULT, Acceleration
 
 _TINY = 1e-6  # advertorch's floor for the gradient norm
 

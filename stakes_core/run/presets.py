@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stakes_core.assets import asset_path, list_assets
+from stakes_core.infra.assets import asset_path, list_assets
 
 REQUIRED_KEYS = ("dataset", "pretrain", "anchors", "k", "methods")
 
@@ -40,12 +40,3 @@ def load_preset(source: str | Path) -> dict[str, Any]:
     if missing:
         raise PresetError(f"preset {path} lacks {', '.join(missing)}")
     return preset
-
-
-def method_hyperparameters(preset: str | Path, method: str) -> dict[str, Any]:
-    """Every hyperparameter of ``method`` as ``preset`` sets it, the method's defaults elsewhere."""
-    from dataclasses import asdict
-
-    from stakes_core.methods import create_method  # the registry, which user methods extend
-
-    return asdict(create_method(method, **load_preset(preset)["methods"].get(method, {})).config)

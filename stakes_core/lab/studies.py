@@ -1,7 +1,7 @@
 """Grids of cached runs and paired comparisons of variants, what the notebooks call.
 
 A :class:`Study` is a set of runs (one per k × seed) of the same preset and methods; it runs
-each through the run store (:func:`stakes_core.runstore.load_or_run`), so asking again costs
+each through the run store (:func:`stakes_core.run.runstore.load_or_run`), so asking again costs
 nothing. ``fast=True`` turns any study into a smoke run that finishes in seconds on a CPU:
 k at most :data:`FAST_K`, the first :data:`FAST_SEEDS` seeds and every method capped at
 :data:`FAST_EPOCHS` epochs (forget accuracy may then stay above 0).
@@ -14,8 +14,6 @@ seed-to-seed spread of the reference itself (the noise band).
 
 from __future__ import annotations
 
-import math
-import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,13 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 from stakes_core.anchors.variants import random_orthogonal
-from stakes_core.experiment import ExperimentConfig, experiment_config
 from stakes_core.methods import PAPER_METHODS
-from stakes_core.presets import load_preset
-from stakes_core.results import RunResult
-from stakes_core.runstore import load_or_run
-from stakes_core.structure import affinities, structure_discrepancy
-from stakes_core.table import Cell, metric_value
+from stakes_core.metrics.structure import affinities, structure_discrepancy
+from stakes_core.report.comparison import VariantComparison
+from stakes_core.report.table import metric_value
+from stakes_core.run.config import ExperimentConfig, experiment_config
+from stakes_core.run.presets import load_preset
+from stakes_core.run.results import RunResult
+from stakes_core.run.runstore import load_or_run
 
 FAST_K = 4
 """The largest k of a fast study."""
@@ -47,7 +46,7 @@ class Study:
     ``ks`` is one k, several, or ``None`` for the preset's own k values (digits: 4, 8, 16;
     CIFAR: 16, 64, 128, 256, the paper's).
     ``overrides`` are ``method.key=value`` hyperparameters; ``options`` go to
-    :func:`~stakes_core.experiment.experiment_config` as they are (``encoder``,
+    :func:`~stakes_core.run.experiment.experiment_config` as they are (``encoder``,
     ``descriptions``, ``anchor_source``, ...).
     """
 
@@ -153,64 +152,6 @@ def anchor_variants(sources: Sequence[str] = ("text", "rotated", "prototypes"),
     arms = [Variant.of(names.get(s, s), anchor_source=s) for s in sources]
     extra = [e for e in dict.fromkeys(encoders) if e not in skip]
     return arms + [Variant.of(f"text anchors, encoder {e}", encoder=e) for e in extra]
-
-
-@dataclass
-class VariantComparison:
-    """Per-seed results of one method under several variants (``values[variant][metric]``)."""
-
-    method: str
-    k: int
-    seeds: list[int]
-    variants: list[str]
-    values: dict[str, dict[str, list[float]]]
-
-    def cell(self, variant: str, metric: str) -> Cell:
-        return Cell(list(self.values[variant][metric]))
-
-    def paired(self, metric: str, reference: str | None = None) -> dict[str, Cell]:
-        """Per variant, the per-seed differences ``variant − reference`` (first variant by default)."""
-        reference = reference or self.variants[0]
-        base = self.values[reference][metric]
-        return {v: Cell([a - b for a, b in zip(self.values[v][metric], base)]) for v in self.variants if v != reference}
-
-    def noise(self, metric: str, reference: str | None = None) -> float:
-        """The seed-to-seed standard deviation of the reference: how much one seed moves by chance."""
-        return self.cell(reference or self.variants[0], metric).sd
-
-    def table(self, metrics: Sequence[str] = ("retain_acc", "forget_acc", "test_acc", "mean_collapse")) -> str:
-        """A markdown table: mean ± sd over the seeds of each variant."""
-        header = ["variant", "n", *metrics]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for variant in self.variants:
-            cells = [self.cell(variant, m).format(3 if "collapse" in m else 1) for m in metrics]
-            lines.append("| " + " | ".join([variant, str(len(self.seeds)), *cells]) + " |")
-        return "\n".join(lines)
-
-    def paired_table(self, metric: str = "test_acc", reference: str | None = None) -> str:
-        """A markdown table of the paired differences to the reference, with the noise band."""
-        reference = reference or self.variants[0]
-        digits = 3 if "collapse" in metric else 1
-        lines = [f"| variant − {reference} ({metric}) | mean ± sd | 95 % interval of the mean | per seed |",
-                 "|---|---|---|---|"]
-        for variant, cell in self.paired(metric, reference).items():
-            low, high = mean_interval(cell.values)
-            per_seed = ", ".join(f"{d:+.{digits}f}" for d in cell.values)
-            lines.append(f"| {variant} | {cell.format(digits)} | [{low:+.{digits}f}, {high:+.{digits}f}] | {per_seed} |")
-        lines.append(f"\nNoise band: the reference's own seed-to-seed sd is {self.noise(metric, reference):.{digits}f} "
-                     f"({metric}, {len(self.seeds)} seeds).")
-        return "\n".join(lines)
-
-
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A Student-t confidence interval of the mean (``(nan, nan)`` with fewer than two values)."""
-    if len(values) < 2:
-        return math.nan, math.nan
-    from scipy.stats import t
-
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
-    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
-    return mean - half, mean + half
 
 
 def compare_variants(

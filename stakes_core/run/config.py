@@ -1,0 +1,138 @@
+"""What one run is: :class:`ExperimentConfig` and ``experiment_config``, which turns a preset
+plus the user's choices into one, checking every name and hyperparameter before anything runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stakes_core.anchors.variants import check_anchor_source
+from stakes_core.infra.accel import Acceleration
+from stakes_core.methods import METHODS, PAPER_METHODS, create_method
+from stakes_core.run.presets import load_preset
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that determines one run (and nothing that does not)."""
+
+    dataset: dict[str, Any]
+    pretrain: dict[str, Any]
+    encoder: str
+    descriptions: str
+    k: int
+    seed: int
+    methods: list[str]
+    method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probe_size: int = 300
+    record_every: int = 1
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    anchor_source: str = "text"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; other names are checked."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = device
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' was asked for but CUDA is not available here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available here")
+    return device
+
+
+def order_methods(names: list[str]) -> list[str]:
+    """Known methods in the paper's order (l2ul before structguard), then the user's own; each
+    name checked against the registry."""
+    for name in names:
+        METHODS.get(name)
+    unique = list(dict.fromkeys(names))
+    canonical = [m for m in (*PAPER_METHODS, "oracle") if m in unique]
+    return canonical + [m for m in unique if m not in canonical]
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"structguard.lr=0.01"`` → ``("structguard", "lr", 0.01)``; values are read as JSON
+    when they parse (numbers, booleans), otherwise kept as strings."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ValueError(f"override '{text}' is not of the form method.key=value")
+    target, raw = text.split("=", 1)
+    method, key = target.split(".", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return method, key, value
+
+
+def experiment_config(
+    preset: str = "digits",
+    k: int | None = None,
+    seed: int = 0,
+    methods: list[str] | None = None,
+    overrides: list[str] | None = None,
+    encoder: str | None = None,
+    descriptions: str | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    pretrain_epochs: int | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    anchor_source: str = "text",
+) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from a preset and the user's choices (the CLI's path).
+    ``precision="bf16"`` and ``channels_last`` are opt-in accelerator settings
+    (:class:`~stakes_core.infra.accel.Acceleration`); the defaults keep fp32 results unchanged.
+    ``anchor_source`` picks the paper's text anchors or an ablation control
+    (:mod:`stakes_core.anchors.variants`)."""
+    Acceleration(precision, channels_last)  # fail now on an unknown precision
+    check_anchor_source(anchor_source)
+    spec = load_preset(preset)
+    names = order_methods(methods or list(PAPER_METHODS))
+    configs = {name: dict(spec["methods"].get(name, {})) for name in names}
+    for text in overrides or []:
+        method, key, value = parse_override(text)
+        if method not in configs:
+            raise ValueError(f"override '{text}' names method '{method}', which is not being run")
+        configs[method][key] = value
+    for name, values in configs.items():  # fail now on a misspelt hyperparameter, not mid-run
+        create_method(name, **values)
+    pretrain = dict(spec["pretrain"])
+    if pretrain_epochs is not None:
+        pretrain["epochs"] = pretrain_epochs
+    return ExperimentConfig(
+        dataset={**spec["dataset"], **(dataset_options or {})},
+        pretrain=pretrain,
+        encoder=encoder or spec["anchors"]["encoder"],
+        descriptions=descriptions or spec["anchors"]["descriptions"],
+        k=k if k is not None else spec["k"][-1],
+        seed=seed,
+        methods=names,
+        method_configs=configs,
+        probe_size=spec.get("probe_size", 300),
+        device=resolve_device(device),
+        precision=precision,
+        channels_last=channels_last,
+        anchor_source=anchor_source,
+    )
+
+
+def method_hyperparameters(preset: str | Path, method: str) -> dict[str, Any]:
+    """Every hyperparameter of ``method`` as ``preset`` sets it, the method's defaults elsewhere."""
+    return asdict(create_method(method, **load_preset(preset)["methods"].get(method, {})).config)

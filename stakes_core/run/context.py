@@ -1,0 +1,97 @@
+"""The shared starting point of every method of a run: the dataset, the pretrained model (cached),
+the anchors, the forget set, the probe set and the projection, built from an
+:class:`~stakes_core.run.config.ExperimentConfig`. The analyses rebuild a saved run's context
+the same way."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from typing import Any, Callable
+
+import torch
+
+from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.anchors.variants import check_anchor_source, prototype_anchors, rotated_anchors
+from stakes_core.data import ImageDataset, choose_forget_indices, choose_probe_indices, create_dataset
+from stakes_core.infra.accel import Acceleration
+from stakes_core.methods import UnlearnContext
+from stakes_core.metrics.structure import StructureProbe, projection_for
+from stakes_core.models.pretrain import PretrainConfig, Pretrained, load_or_pretrain
+from stakes_core.run.config import ExperimentConfig
+
+
+def dataset_fingerprint(dataset: ImageDataset) -> dict[str, Any]:
+    """What a checkpoint's dataset is, by content: two folders with equal options but other
+    images get other checkpoints, and moving a dataset on disk keeps its checkpoint."""
+    digest = hashlib.sha256()
+    for tensor in (dataset.train_images, dataset.train_labels):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return {"name": dataset.name, "shape": list(dataset.image_shape), "train_sha256": digest.hexdigest()}
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_dataset(options_json: str) -> tuple[ImageDataset, dict[str, Any]]:
+    """A dataset and its fingerprint, loaded once per process for a grid of (k, seed) runs."""
+    options = json.loads(options_json)
+    dataset = create_dataset(options.pop("name"), **options)
+    return dataset, dataset_fingerprint(dataset)
+
+
+def dataset_with_fingerprint(config: ExperimentConfig) -> tuple[ImageDataset, dict[str, Any]]:
+    """The dataset of ``config`` and its :func:`dataset_fingerprint` (loaded once per process)."""
+    return _cached_dataset(json.dumps(config.dataset, sort_keys=True))
+
+
+def load_dataset(config: ExperimentConfig) -> ImageDataset:
+    """The dataset of ``config`` (loaded once per process)."""
+    return dataset_with_fingerprint(config)[0]
+
+
+def pretrained_model(
+    config: ExperimentConfig, progress: bool = True, on_epoch: Callable[[int, int, float], None] | None = None
+) -> Pretrained:
+    """The cached pretrained model of ``config``, trained first when there is none;
+    ``on_epoch(done, total, loss)`` reports training progress."""
+    dataset, fingerprint = dataset_with_fingerprint(config)
+    return load_or_pretrain(
+        PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress, on_epoch=on_epoch
+    )
+
+
+def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[UnlearnContext, Pretrained]:
+    """Load the dataset, pretrained model (cached) and anchors (cached) of ``config`` and build
+    the shared context every method of the run starts from."""
+    dataset = load_dataset(config)
+    if not 0 < config.k < dataset.num_train:
+        raise ValueError(f"k={config.k} is invalid: choose 1 ≤ k < {dataset.num_train} (the number of training images)")
+    pretrained = pretrained_model(config, progress)
+    descriptions = match_classes(load_descriptions(config.descriptions), dataset.classes)
+    device = config.device
+    original = pretrained.model.to(device).eval()
+    for parameter in original.parameters():
+        parameter.requires_grad_(False)
+    anchors = source_anchors(config, descriptions, original, dataset).to(device)
+    forget_idx = choose_forget_indices(dataset.num_train, config.k, config.seed)
+    probe_idx = choose_probe_indices(dataset.num_train, forget_idx, config.probe_size, config.seed)
+    projection = projection_for(original.feature_dim, anchors.shape[1], seed=config.seed)
+    if projection is not None:
+        projection = projection.to(device)
+    probe = StructureProbe(dataset.train_images[probe_idx], anchors, original, projection, device)
+    context = UnlearnContext(
+        original, dataset, forget_idx, anchors, probe, projection, config.seed, device, progress, config.record_every,
+        probe_idx, accel=Acceleration(config.precision, config.channels_last),
+    )
+    return context, pretrained
+
+
+def source_anchors(
+    config: ExperimentConfig, descriptions: dict[str, list[str]], original: torch.nn.Module, dataset: ImageDataset
+) -> torch.Tensor:
+    """The anchors of ``config.anchor_source``: text anchors, rotated text anchors or prototypes."""
+    source = check_anchor_source(config.anchor_source)
+    if source == "prototypes":
+        return prototype_anchors(original, dataset.train_images, dataset.train_labels, dataset.num_classes, config.device)
+    anchors = build_anchors(descriptions, config.encoder)
+    return rotated_anchors(anchors, config.seed) if source == "rotated" else anchors

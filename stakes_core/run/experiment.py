@@ -1,0 +1,62 @@
+"""Run one unlearning experiment end to end: ``run_experiment`` builds the shared context of an
+:class:`~stakes_core.run.config.ExperimentConfig`, runs every method on it and returns a
+:class:`~stakes_core.run.results.RunResult`. Every method starts from the same pretrained model,
+forget set, anchors, projection and probe set, so their structural-collapse curves are
+comparable.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict
+from typing import Any, Callable
+
+import torch
+
+from stakes_core.infra.cache import state_sha256
+from stakes_core.methods import StepRecord, UnlearnContext, create_method
+from stakes_core.metrics.accuracy import evaluate
+from stakes_core.run.config import ExperimentConfig
+from stakes_core.run.context import dataset_with_fingerprint, prepare_context
+from stakes_core.run.results import MethodResult, RunResult
+
+
+def run_method(
+    context: UnlearnContext,
+    name: str,
+    hyperparameters: dict[str, Any] | None = None,
+    on_step: Callable[[str, StepRecord], None] | None = None,
+) -> MethodResult:
+    """Run one method on a prepared context and measure the model it leaves."""
+    outcome = create_method(name, **(hyperparameters or {})).run(context, on_step)
+    metrics = evaluate(outcome.model, context.dataset, context.forget_idx, device=context.device)
+    return MethodResult(
+        name, outcome.config, metrics, outcome.steps, outcome.epochs, outcome.timings, outcome.reached_zero,
+        outcome.records,
+    )
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    progress: bool = True,
+    on_step: Callable[[str, StepRecord], None] | None = None,
+) -> RunResult:
+    """Unlearn ``config.k`` seeded training instances with every method of ``config``."""
+    context, pretrained = prepare_context(config, progress)
+    results = {name: run_method(context, name, config.method_configs.get(name), on_step) for name in config.methods}
+    dataset, fingerprint = dataset_with_fingerprint(config)
+    return RunResult(
+        config=asdict(config),
+        dataset={"name": dataset.name, "classes": dataset.classes, "num_train": dataset.num_train,
+                 "num_test": int(dataset.test_labels.numel()), "image_shape": list(dataset.image_shape),
+                 "train_sha256": fingerprint["train_sha256"]},
+        original=evaluate(context.original, dataset, context.forget_idx, device=context.device),
+        pretrained={"test_acc": pretrained.test_acc, "seconds": pretrained.seconds, "from_cache": pretrained.from_cache,
+                    "state_sha256": state_sha256(pretrained.model.state_dict())},
+        forget_indices=context.forget_idx.tolist(),
+        probe_indices=context.probe_idx.tolist(),
+        methods=results,
+        environment={"torch": torch.__version__, "python": platform.python_version(), "device": context.device,
+                     "threads": torch.get_num_threads()},
+        models={name: model.cpu() for name, model in context.unlearned.items()},
+    )
