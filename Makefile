@@ -1,16 +1,17 @@
 # Two entry points a fresh clone needs: `make run` (the dashboard on the offline default) and
 # `make test` (the whole suite). Both create .venv from the pinned requirements first.
+# Extras: `make test-fast` (the suite without the slow end-to-end tests) and `make lint`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test notebooks install clean-venv
+.PHONY: run test test-fast lint notebooks install clean-venv
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -22,6 +23,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## The suite without the tests marked slow (digits runs, the dashboard, the browser, the notebooks).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not notebooks"
+
+## ruff (pyflakes, imports, line length) and mypy (stakes_core, settings in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check stakes_core tests app notebooks benchmarks
+	$(BIN)/mypy
 
 ## Execute every notebook (full settings) and render it with its outputs to docs/notebooks/*.html.
 notebooks: $(STAMP)

@@ -19,9 +19,10 @@ from stakes_core.analysis.embedding import warm_up_umap
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.methods import list_methods
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.results import RunResult
-from stakes_core.run.runstore import sibling_runs, store_root
+from stakes_core.run.runstore import Siblings, find_siblings, store_root
 
 
 @st.cache_resource(show_spinner=False)
@@ -43,17 +44,19 @@ def run_result(directory: str) -> RunResult:
     return RunResult.load(directory)
 
 
-def siblings(config: ExperimentConfig) -> list[RunResult]:
-    """The stored seeds and k of the current setting; read again only when the store changes."""
+def siblings(config: ExperimentConfig) -> Siblings:
+    """The stored seeds and k of the current setting, and the stored runs left out because their
+    method is not registered here; read again only when the store or the methods change."""
     root = store_root()
     stored = tuple(sorted(p.name for p in root.iterdir())) if root.is_dir() else ()
-    return _siblings(json.dumps(asdict(config)), stored)
+    return _siblings(json.dumps(asdict(config)), stored, tuple(list_methods()))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _siblings(config_json: str, stored: tuple[str, ...]) -> list[RunResult]:
-    """``stored`` (the store's folder names) is only part of the key: a new run invalidates it."""
-    return sibling_runs(ExperimentConfig(**json.loads(config_json)))
+def _siblings(config_json: str, stored: tuple[str, ...], methods: tuple[str, ...]) -> Siblings:
+    """``stored`` (the store's folder names) and ``methods`` (the registered ones) are only part
+    of the key: a new run or a newly registered method invalidates it."""
+    return find_siblings(ExperimentConfig(**json.loads(config_json)))
 
 
 @st.cache_resource(show_spinner="Laying out the embedding (the first UMAP also compiles it)…", max_entries=16)

@@ -2,61 +2,81 @@
 
 Settings live in ``st.session_state`` under ``cfg_*`` keys (widgets bind to them directly and
 ``keep_settings`` carries them across pages). Everything computed comes from ``stakes_core``;
-this module only turns settings into an :class:`ExperimentConfig` and checks them first.
+this module only turns settings into an :class:`ExperimentConfig` and checks them first. The
+choices (presets, methods, encoders, each method's key hyperparameters) come from the
+registries and the methods' configs, so a plugin's method or encoder appears with no edit here.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import streamlit as st
 
 from stakes_core import experiment_config, load_preset
+from stakes_core.anchors.encoders import list_encoder_examples
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
-from stakes_core.methods import PAPER_METHODS
+from stakes_core.methods import PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
 from stakes_core.run.config import ExperimentConfig, method_hyperparameters
 from stakes_core.run.context import load_dataset
+from stakes_core.run.presets import list_presets
 from stakes_core.run.runstore import is_complete, run_directory
 
-PRESETS = ("digits", "cifar10", "cifar100")
-METHODS = (*PAPER_METHODS, "oracle")
 # Guard rails for a public demo: the proxy set holds k · n_adv images and every epoch is a
 # step per batch of the forget set, so these two bound memory and time.
 MAX_K = 128
 MAX_EPOCHS = 101
 MAX_N_ADV = 50
-ENCODERS = ("minilm", "random:384", "clip:ViT-B-32/openai")
-# The hyperparameters the Setup page exposes per method (the rest keep the preset's values).
-KEY_HYPERPARAMETERS = {
-    "neggrad": ("lr", "max_epochs"),
-    "adv": ("lr", "max_epochs", "n_adv", "pgd_eps"),
-    "l2ul": ("lr", "max_epochs", "n_adv", "pgd_eps", "reg_lambda"),
-    "structguard": ("lr", "projector_lr", "max_epochs", "n_adv", "pgd_eps", "reg_lambda", "align_weight", "cr_weight"),
-    "oracle": ("lr", "max_epochs"),
-}
 
 
 class SettingsError(ValueError):
     """The settings cannot make a run; the message says what to change."""
 
 
+def preset_choices() -> list[str]:
+    """The shipped presets."""
+    return list_presets()
+
+
+def method_choices() -> list[str]:
+    """Every registered method: the paper's four in their order, then the others by name."""
+    return [*PAPER_METHODS, *(name for name in list_methods() if name not in PAPER_METHODS)]
+
+
+def encoder_choices() -> list[str]:
+    """An example spec of every registered encoder family."""
+    return list_encoder_examples()
+
+
+def key_hyperparameters(method: str) -> list[Hyperparameter]:
+    """The hyperparameters of ``method`` the Setup page exposes (its config marks them ``key``;
+    the rest keep the preset's values)."""
+    return [hp for hp in hyperparameters(method) if hp.key]
+
+
 def hp_key(method: str, name: str) -> str:
     return f"cfg_hp.{method}.{name}"
 
 
-def preset_hyperparameters(preset: str, method: str) -> dict[str, float | int]:
+def preset_hyperparameters(preset: str, method: str) -> dict[str, object]:
     """The key hyperparameters of ``method`` as the preset sets them (method defaults elsewhere)."""
     values = method_hyperparameters(preset, method)
-    return {name: values[name] for name in KEY_HYPERPARAMETERS[method]}
+    return {hp.name: values[hp.name] for hp in key_hyperparameters(method)}
 
 
-def reset_hyperparameters() -> None:
-    """Put every exposed hyperparameter back to the current preset's value."""
-    preset = st.session_state.get("cfg_preset", "digits")
-    for method in METHODS:
+def reset_hyperparameters(only_missing: bool = False) -> None:
+    """Put every exposed hyperparameter back to the current preset's value (with
+    ``only_missing``, only those not set yet, such as a newly registered method's)."""
+    state = st.session_state
+    preset = state.get("cfg_preset", "digits")
+    for method in method_choices():
+        if only_missing and all(hp_key(method, hp.name) in state for hp in key_hyperparameters(method)):
+            continue
         for name, value in preset_hyperparameters(preset, method).items():
-            st.session_state[hp_key(method, name)] = value
+            if not only_missing or hp_key(method, name) not in state:
+                state[hp_key(method, name)] = value
 
 
 def reset_settings() -> None:
@@ -76,24 +96,27 @@ def init_settings() -> None:
         state["cfg_preset"] = "digits"
         state["cfg_seed"] = 0
         state["cfg_anchor_source"] = "text"
-        for method in METHODS:
-            state[f"cfg_method.{method}"] = method in PAPER_METHODS
         reset_settings()
+    for method in method_choices():  # the paper's four are chosen at first; later-registered ones start unchosen
+        state.setdefault(f"cfg_method.{method}", method in PAPER_METHODS)
+    reset_hyperparameters(only_missing=True)
     for key in [key for key in state if isinstance(key, str) and key.startswith("cfg_")]:
         state[key] = state[key]
 
 
 def chosen_methods() -> list[str]:
-    return [m for m in METHODS if st.session_state.get(f"cfg_method.{m}")]
+    return [m for m in method_choices() if st.session_state.get(f"cfg_method.{m}")]
 
 
 def overrides() -> list[str]:
-    """``method.key=value`` for every exposed hyperparameter of the chosen methods."""
+    """``method.key=value`` for every exposed hyperparameter of the chosen methods (values as
+    JSON, strings as they are: what ``experiment_config`` parses)."""
+    state = st.session_state
     return [
-        f"{method}.{name}={st.session_state[hp_key(method, name)]}"
+        f"{method}.{hp.name}={value if isinstance(value, str) else json.dumps(value)}"
         for method in chosen_methods()
-        for name in KEY_HYPERPARAMETERS[method]
-        if hp_key(method, name) in st.session_state
+        for hp in key_hyperparameters(method)
+        if (value := state.get(hp_key(method, hp.name))) is not None
     ]
 
 

@@ -1,9 +1,14 @@
 """The stakes dashboard: ``streamlit run app/main.py``.
 
 Pages live in ``app/views``; they hold widgets and layout only and call ``stakes_core`` for
-every number and figure. Opens on the offline digits default."""
+every number and figure. Opens on the offline digits default. Plugins named by
+``STAKES_PLUGINS`` (or installed entry points) load at the first registry lookup; their methods
+and encoders join the Setup page's choices, and the pages they register
+(:func:`stakes_core.lab.pages.register_page`) join the navigation."""
 
 import streamlit as st
+
+from stakes_core.lab.pages import list_pages
 
 import cached
 import lab
@@ -26,6 +31,10 @@ pages = {
         st.Page("views/stakes.py", title="Stakes", icon=":material/anchor:"),
     ],
 }
+for page in list_pages():
+    pages.setdefault(page.section, []).append(
+        st.Page(page.render, title=page.title, icon=page.icon, url_path=page.url_path)
+    )
 st.sidebar.caption(
     "StructGuard (Hong, Shin & Kim, CVPR 2026) pins the embedding to one text anchor per class while "
     "a model forgets k training images. Set up a run, run it, then look inside."

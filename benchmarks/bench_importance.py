@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from stakes_core.methods import create_method
-    from stakes_core.methods.structguard import cycle_visits
+    from stakes_core.methods.importance import cycle_visits
     from stakes_core.run.config import experiment_config
     from stakes_core.run.context import prepare_context
 

@@ -3,12 +3,12 @@
 Same model (the digits default's pretrained narrow ResNet-18, eval mode, frozen), same forget
 images, same targets (drawn in the authors' order: per forget batch of 128, ``n_adv``
 repetitions), same ε, step and iterations (default 50: the throughput per iteration does not
-depend on the count; the paper uses 100). Arms run in round-robin, fastest of ``--repeats``. Both arms start from the clean image (no random
-start), because the two libraries draw random starts differently (advertorch/this project:
-a uniform image in the box projected onto the ε-ball; torchattacks: a Gaussian direction with
-a uniform radius). One difference remains and is reported: after each step torchattacks
-projects onto the ε-ball and then clips to [0, 1]; advertorch (and this project) clip first
-and then project. Arms:
+depend on the count; the paper uses 100). Arms run in round-robin, fastest of ``--repeats``.
+Both arms start from the clean image (no random start), because the two libraries draw random
+starts differently (advertorch/this project: a uniform image in the box projected onto the
+ε-ball; torchattacks: a Gaussian direction with a uniform radius). One difference remains and is
+reported: after each step torchattacks projects onto the ε-ball and then clips to [0, 1];
+advertorch (and this project) clip first and then project. Arms:
 
 - ``stakes``: all k·n_adv attacks as one batch (``build_proxy_set``), fp32 (the default);
 - ``stakes channels_last``: the same with the opt-in channels_last layout;
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         return torch.cat(out)
 
     def torchattacks_one_call() -> torch.Tensor:
-        return torch.cat([attack(sources[s : s + 2048], targets[s : s + 2048]) for s in range(0, sources.shape[0], 2048)])
+        chunks = range(0, sources.shape[0], 2048)
+        return torch.cat([attack(sources[s : s + 2048], targets[s : s + 2048]) for s in chunks])
 
     arms = {
         "stakes": lambda: ours()[0],

@@ -55,8 +55,10 @@ def main() -> None:
             rows.append({
                 "algorithm": algorithm, "method": method, "points": len(instances), "seconds": round(seconds, 2),
                 "null_seconds": round(null_seconds, 2), "null_jump": round(null_jump, 4),
-                "trust_before": round(float(trustworthiness(F.normalize(original, dim=1).numpy(), before, n_neighbors=10)), 4),
-                "trust_after": round(float(trustworthiness(F.normalize(unlearned, dim=1).numpy(), after, n_neighbors=10)), 4),
+                "trust_before": round(float(trustworthiness(F.normalize(original, dim=1).numpy(), before,
+                    n_neighbors=10)), 4),
+                "trust_after": round(float(trustworthiness(F.normalize(unlearned, dim=1).numpy(), after,
+                    n_neighbors=10)), 4),
                 "jump": round(float(np.linalg.norm(after - before, axis=1).mean()) / radius(before), 4),
             })
             print(" | ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)

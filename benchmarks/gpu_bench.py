@@ -66,8 +66,8 @@ def authors_proxy(model: Any, images: Any, labels: Any, n_adv: int, pgd: Any, nu
     """The authors' proxy-set loop: per forget batch of 128, ``n_adv`` attack calls."""
     import torch
 
+    from stakes_core.methods import trainable_copy
     from stakes_core.methods.attacks import draw_targets
-    from stakes_core.methods.base import trainable_copy
 
     attacked = trainable_copy(model).eval()  # the authors' model has trainable parameters
     generator = torch.Generator().manual_seed(seed)

@@ -65,7 +65,8 @@ def cifar_shaped_request(model: str, device: str, train_size: int, epochs: int, 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "preset.json"
         path.write_text(json.dumps(preset))
-        config = experiment_config(str(path), k=16, methods=["structguard"], descriptions=str(write_descriptions(folder)),
+        config = experiment_config(str(path), k=16, methods=["structguard"],
+            descriptions=str(write_descriptions(folder)),
                                    device=device)
         start = time.perf_counter()
         context, pretrained = prepare_context(config, progress=False)

@@ -43,7 +43,8 @@ def summary_markdown(rows: list[dict], chosen: dict, seeds: list[int]) -> str:
     lines = [f"Tuning seeds {seeds}, k=16. Test accuracy (%) mean ± sd over the seeds; "
              "'all forgot' = forget accuracy 0 on every seed; ★ = chosen.", ""]
     for method, grid in GRIDS.items():
-        lines += [f"### {method}", "", "| " + " | ".join(grid) + " | test acc | all forgot |", "|" + "---|" * (len(grid) + 2)]
+        lines += [f"### {method}", "", "| " + " | ".join(grid) + " | test acc | all forgot |",
+            "|" + "---|" * (len(grid) + 2)]
         for setting in settings(method):
             runs = [r for r in rows if r["method"] == method and r["setting"] == setting and r["seed"] in seeds]
             tests = [r["test_acc"] for r in runs]
@@ -61,7 +62,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--out", default="digits_tuning.json")
-    parser.add_argument("--reuse", help="an earlier output whose rows are kept instead of rerun (runs are deterministic)")
+    parser.add_argument("--reuse",
+        help="an earlier output whose rows are kept instead of rerun (runs are deterministic)")
     args = parser.parse_args()
     rows = json.loads(open(args.reuse).read())["rows"] if args.reuse else []
     done = {(r["seed"], r["method"], json.dumps(r["setting"], sort_keys=True)) for r in rows}

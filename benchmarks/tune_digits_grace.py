@@ -58,7 +58,8 @@ def main() -> None:
     with open(args.out.removesuffix(".json") + ".md", "w") as handle:
         handle.write("\n".join(lines) + "\n")
     with open(args.out, "w") as handle:
-        json.dump({"seeds": args.seeds, "k": args.k, "graces": GRACES, "rows": rows, "chosen": chosen}, handle, indent=1)
+        json.dump({"seeds": args.seeds, "k": args.k, "graces": GRACES, "rows": rows, "chosen": chosen}, handle,
+            indent=1)
     print("\n".join(lines))
 
 

@@ -35,7 +35,9 @@ def parse_parameter(text: str) -> tuple[str, object]:
         return name, raw
 
 
-def render(notebooks: list[Path], out: Path, parameters: dict[str, object], timeout: int) -> list[tuple[str, float, str]]:
+def render(
+    notebooks: list[Path], out: Path, parameters: dict[str, object], timeout: int
+) -> list[tuple[str, float, str]]:
     """Execute and convert each notebook; returns (name, seconds, status) per notebook."""
     import papermill
     from nbconvert import HTMLExporter

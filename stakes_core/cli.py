@@ -5,6 +5,7 @@
     stakes run --preset cifar10 --download --set structguard.pgd_eps=2.0
     stakes table runs/digits --paired structguard l2ul
     stakes figures runs/digits/k16/seed0         # every figure of a saved run (HTML, PNG when possible)
+    stakes --plugin relabel.py run --methods relabel   # a user's method (docs/extending.md)
 """
 
 from __future__ import annotations
@@ -15,32 +16,26 @@ import warnings
 from pathlib import Path
 
 from stakes_core.analysis.embedding import EMBEDDING_ALGORITHMS
-from stakes_core.anchors import (
-    ClassMismatchWarning,
-    DescriptionsError,
-    EncoderUnavailableError,
-    list_encoders,
-)
+from stakes_core.anchors import ClassMismatchWarning, list_encoders
 from stakes_core.anchors.variants import ANCHOR_SOURCES
-from stakes_core.data import DatasetFormatError, DatasetNotFoundError, list_datasets
-from stakes_core.figures.export import EXPORT_FORMATS, StaticExportUnavailable
+from stakes_core.data import list_datasets
+from stakes_core.figures.export import EXPORT_FORMATS
 from stakes_core.infra.accel import PRECISIONS
-from stakes_core.infra.cache import CorruptCacheError
-from stakes_core.infra.registry import UnknownNameError
+from stakes_core.infra.errors import ConfigError, StakesError
+from stakes_core.infra.plugins import PLUGINS_ENV, load_plugins, loaded_plugins
 from stakes_core.methods import PAPER_METHODS, list_methods
 from stakes_core.models import list_models
-from stakes_core.run.presets import PresetError, list_presets
+from stakes_core.run.presets import list_presets
 from stakes_core.run.results import RunResultError
 
-#: Errors that are the user's to fix: reported in one line, exit status 2.
-USER_ERRORS = (
-    ValueError, UnknownNameError, DatasetNotFoundError, DatasetFormatError, DescriptionsError, CorruptCacheError,
-    EncoderUnavailableError, PresetError, RunResultError, FileNotFoundError, StaticExportUnavailable,
-)
+#: Errors that are the user's to fix: reported in one line, exit status 2. Anything else is a
+#: bug (ours or in a user's method or plugin) and keeps its traceback.
+USER_ERRORS = (StakesError,)
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="digits", help=f"shipped preset ({', '.join(list_presets())}) or a JSON file")
+    parser.add_argument("--preset", default="digits",
+        help=f"shipped preset ({', '.join(list_presets())}) or a JSON file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--data-root", help="where the dataset lives (CIFAR, imagefolder)")
     parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
@@ -135,15 +130,69 @@ def command_figures(args: argparse.Namespace) -> None:
 
 
 def command_list(args: argparse.Namespace) -> None:
+    from stakes_core.figures import list_figures
+    from stakes_core.lab.pages import list_pages
+
     for title, names in (
         ("presets", list_presets()), ("datasets", list_datasets()), ("models", list_models()),
-        ("methods", list_methods()), ("encoders", list_encoders()),
+        ("methods", list_methods()), ("encoders", list_encoders()), ("figures", list_figures()),
+        ("pages", [page.title for page in list_pages()]), ("plugins", loaded_plugins()),
     ):
-        print(f"{title}: {', '.join(names)}")
+        print(f"{title}: {', '.join(names) or '-'}")
+
+
+def command_cache_list(args: argparse.Namespace) -> None:
+    from stakes_core.infra.cache import cache_root
+    from stakes_core.infra.cache_admin import cache_usage, human_size
+
+    usage = cache_usage()
+    print(f"cache: {cache_root()}")
+    print(f"{'part':<13}{'entries':>8}{'size':>12}  holds")
+    for part in usage:
+        entries, size = (str(part.entries), human_size(part.size)) if part.exists else ("-", "absent")
+        print(f"{part.name:<13}{entries:>8}{size:>12}  {part.what}")
+    total = sum(part.size for part in usage)
+    print(f"{'total':<13}{sum(part.entries for part in usage):>8}{human_size(total):>12}")
+
+
+def command_cache_clear(args: argparse.Namespace) -> None:
+    from stakes_core.infra.cache_admin import PART_NAMES, clear_parts, human_size
+
+    names = list(PART_NAMES) if args.all else [name for name in PART_NAMES if getattr(args, name)]
+    if not names:
+        raise ConfigError(f"say what to clear: {', '.join(f'--{name}' for name in PART_NAMES)} or --all")
+    removed = clear_parts(names)
+    for part in removed:
+        if part.exists:
+            entries = f"{part.entries} entr{'y' if part.entries == 1 else 'ies'}"
+            print(f"removed {part.name}: {entries}, {human_size(part.size)} ({part.path})")
+        else:
+            print(f"{part.name}: absent, nothing to remove ({part.path})")
+    print(f"freed {human_size(sum(part.size for part in removed))}")
+
+
+def add_cache_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stakes cache list`` and ``stakes cache clear --runs|--checkpoints|...|--all``."""
+    from stakes_core.infra.cache_admin import CACHE_PARTS
+
+    cache = commands.add_parser("cache", help="what the cache holds (list) and removing parts of it (clear)")
+    actions = cache.add_subparsers(dest="cache_command", required=True)
+    listing = actions.add_parser("list", help="each part of the cache with its entries and size")
+    listing.set_defaults(handler=command_cache_list)
+    clear = actions.add_parser("clear", help="remove parts of the cache (asks nothing)")
+    for part in CACHE_PARTS:
+        clear.add_argument(f"--{part.name}", action="store_true", help=f"remove the {part.what}")
+    clear.add_argument("--all", action="store_true", help="remove every part above")
+    clear.set_defaults(handler=command_cache_clear)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stakes", description="Structure-faithful instance unlearning (StructGuard).")
+    parser.add_argument(
+        "--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+        help=f"import a module or .py file that registers methods, datasets, encoders, figures or pages "
+             f"(repeatable; also {PLUGINS_ENV}, see docs/extending.md)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     pretrain = commands.add_parser("pretrain", help="pretrain (or load from cache) the preset's model")
@@ -153,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="unlearn k instances with several methods and save the results")
     add_experiment_arguments(run)
-    run.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), help="method names, or 'all' for the paper's four")
+    run.add_argument("--methods", nargs="+", default=list(PAPER_METHODS),
+        help="method names, or 'all' for the paper's four")
     run.add_argument("--k", type=int, nargs="+", help="forget-set sizes (default: the preset's largest)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0])
     run.add_argument("--encoder", help="anchor encoder: minilm, clip:ARCH/PRETRAINED, random:DIM")
@@ -172,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     table = commands.add_parser("table", help="methods × k table (mean ± sd over seeds) from saved runs")
     table.add_argument("runs", nargs="+", help="run directories or folders holding them")
     table.add_argument("--format", choices=("md", "csv"), default="md")
-    table.add_argument("--metrics", nargs="+", default=["retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds"])
+    table.add_argument("--metrics", nargs="+", default=["retain_acc", "forget_acc", "test_acc", "mean_collapse",
+        "steps", "seconds"])
     table.add_argument("--paired", nargs=2, metavar=("A", "B"), help="also print per-seed A − B differences")
-    table.add_argument("--correlation", action="store_true", help="rank correlation of mean and final collapse with test_acc")
+    table.add_argument("--correlation", action="store_true",
+        help="rank correlation of mean and final collapse with test_acc")
     table.set_defaults(handler=command_table)
 
     figures = commands.add_parser("figures", help="write every analysis figure of saved run(s)")
@@ -183,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--format", choices=EXPORT_FORMATS, default="auto",
                          help="html, png or svg (HTML always; auto adds PNG when kaleido finds Chromium)")
     figures.add_argument("--methods", nargs="+", help="methods to show (default: every method with saved weights)")
-    figures.add_argument("--embedding", choices=EMBEDDING_ALGORITHMS, default="umap", help="2-D layout (pca is fastest)")
+    figures.add_argument("--embedding", choices=EMBEDDING_ALGORITHMS, default="umap",
+        help="2-D layout (pca is fastest)")
     figures.add_argument("--forget", type=int, nargs="+", help="forgotten training indices to show")
     figures.add_argument("--retained", type=int, nargs="+", help="retained training indices to show")
     figures.add_argument("--test", type=int, nargs="+", help="test indices to show")
@@ -192,8 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--quiet", action="store_true", help="no progress bars")
     figures.set_defaults(handler=command_figures)
 
-    listing = commands.add_parser("list", help="what can be named: presets, datasets, models, methods, encoders")
+    listing = commands.add_parser(
+        "list", help="what can be named: presets, datasets, models, methods, encoders, figures, pages; loaded plugins"
+    )
     listing.set_defaults(handler=command_list)
+    add_cache_parser(commands)
     return parser
 
 
@@ -201,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("always", ClassMismatchWarning)
     try:
+        load_plugins(args.plugin, source="--plugin")
         args.handler(args)
     except USER_ERRORS as error:
         print(f"stakes: error: {error}", file=sys.stderr)

@@ -31,6 +31,9 @@ from stakes_core.run.results import RunResult
 METHODS = ["neggrad", "structguard"]
 
 
+pytestmark = pytest.mark.slow  # the module fixture runs and saves a digits experiment
+
+
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """A short digits run (k=4, two epochs per method) saved with its models."""

@@ -55,6 +55,7 @@ def test_unknown_source_is_refused() -> None:
         experiment_config("digits", k=4, anchor_source="visual")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["rotated", "prototypes"])
 def test_a_run_records_its_anchor_source_and_reloads_it(source: str, tmp_path) -> None:
     config = experiment_config(

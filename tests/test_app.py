@@ -4,13 +4,18 @@ elements present, and bad input answered by a message in the page."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from stakes_core.anchors.encoders import RandomEncoder, register_encoder
+from stakes_core.methods import NegGrad, SGDMethodConfig, hyperparameter, register_method
 from stakes_core.run.runstore import store_root
+from stakes_core.testing import scratch_registries
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+pytestmark = pytest.mark.slow  # the pages pretrain and unlearn the digits default
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 TIMEOUT = 300  # the first run pretrains the digits model and unlearns (seconds on 2 cores)
@@ -61,6 +66,37 @@ def test_setup_opens_on_the_digits_default() -> None:
     assert [c.value for c in at.checkbox] == [True, True, True, True, False]  # the paper's four, not the oracle
     assert any("16 images to forget" in h.value for h in at.subheader)
     assert at.get("image"), "the forget images are shown"
+
+
+@dataclass
+class ToyConfig(SGDMethodConfig):
+    flip: bool = hyperparameter(False, "a switch the Setup page shows as a checkbox", key=True)
+    mode: str = hyperparameter("fast", "an option the Setup page shows as a choice", key=True, choices=("fast", "slow"))
+
+
+class Toy(NegGrad):
+    name = "toy"
+    config_class = ToyConfig
+
+
+def test_setup_lists_what_the_registries_hold() -> None:
+    """A method and an encoder registered from outside appear with no edit of the app: the
+    method with an input of the right kind and its help line for each key hyperparameter."""
+    with scratch_registries():
+        register_method(Toy)
+        register_encoder("toyenc", lambda argument, device: RandomEncoder(int(argument)), examples=("toyenc:3",))
+        at = open_app()
+        assert "toyenc:3" in at.selectbox(key="cfg_encoder").options
+        assert at.checkbox(key="cfg_method.toy").value is False
+        at.checkbox(key="cfg_method.toy").check().run()
+        flip, mode = at.checkbox(key="cfg_hp.toy.flip"), at.selectbox(key="cfg_hp.toy.mode")
+        assert flip.help == "a switch the Setup page shows as a checkbox" and mode.options == ["fast", "slow"]
+        assert at.number_input(key="cfg_hp.toy.lr").help.startswith("SGD learning rate")
+        flip.check()
+        mode.set_value("slow").run()
+        assert not at.exception and not at.error, messages(at)
+        at.switch_page("views/run.py").run()
+        assert at.markdown[0].value.endswith("methods: NegGrad, Adv, L2UL, StructGuard, toy.")
 
 
 def test_no_method_is_refused_in_the_page() -> None:

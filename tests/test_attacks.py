@@ -55,7 +55,8 @@ def test_random_start_is_uniform_in_the_box_projected_to_the_ball(context) -> No
 def test_adversarial_images_stay_in_the_ball_and_the_box_and_hit_targets(context) -> None:
     x = context.forget_images
     targets = (context.forget_labels + 1) % context.dataset.num_classes
-    out = targeted_l2_pgd(context.original, x, targets, PGDConfig(eps=2.0, step=0.4, iterations=30), torch.Generator().manual_seed(0))
+    out = targeted_l2_pgd(context.original, x, targets, PGDConfig(eps=2.0, step=0.4, iterations=30),
+        torch.Generator().manual_seed(0))
     assert ((out - x).flatten(1).norm(dim=1) <= 2.0 + 1e-5).all()
     assert out.min() >= 0 and out.max() <= 1
     assert (context.original(out).argmax(1) == targets).float().mean() >= 0.75

@@ -36,6 +36,7 @@ def test_registry_lists_builtin_loaders_and_rejects_unknown_names() -> None:
         create_dataset("mnist")
 
 
+@pytest.mark.slow
 def test_import_does_not_load_torchvision_or_sklearn() -> None:
     code = "import sys, stakes_core.data; print('torchvision' in sys.modules, 'sklearn' in sys.modules)"
     root = Path(__file__).resolve().parents[1]

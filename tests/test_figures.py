@@ -36,7 +36,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("google-chrome") or shutil.w
 
 
 def test_curves_figure_has_one_legend_entry_per_method() -> None:
-    curves = [CollapseCurve(m, 4, s, [0, 1, 2], [0.0, 0.1, 0.2], [100.0, 50.0, 0.0]) for s in (0, 1) for m in ("adv", "l2ul")]
+    curves = [
+        CollapseCurve(m, 4, s, [0, 1, 2], [0.0, 0.1, 0.2], [100.0, 50.0, 0.0]) for s in (0, 1) for m in ("adv", "l2ul")
+    ]
     figure = collapse_curves_figure(curves)
     assert len(figure.data) == 4 and sum(t.showlegend for t in figure.data) == 2
     assert figure.data[0].line.color == method_color("adv") and "unlearning step" in figure.layout.xaxis.title.text
@@ -81,7 +83,8 @@ def test_metric_figures() -> None:
     )
     figure = retrieval_metrics_figure(retrieval)
     assert [t.name for t in figure.data] == ["original", "Adv"] and list(figure.data[1].y) == [80.0, 60.0]
-    privacy = privacy_figure(PrivacyView("confidence", {"original": 10.0, "adv": 60.0}, {"original": 52.0, "adv": 55.0}, 100, 0.0))
+    view = PrivacyView("confidence", {"original": 10.0, "adv": 60.0}, {"original": 52.0, "adv": 55.0}, 100, 0.0)
+    privacy = privacy_figure(view)
     assert list(privacy.data[0].y) == [10.0, 60.0] and list(privacy.data[1].y) == [52.0, 55.0]
     images = {("test", 0): np.zeros((1, 4, 4)), ("train", 5): np.ones((1, 4, 4)), ("train", 6): np.ones((1, 4, 4))}
     grid = retrieval_grid_figure(retrieval, images, [0], ["a", "b"])
@@ -134,6 +137,7 @@ def small_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_stakes_figures_writes_every_figure(small_run, tmp_path, capsys) -> None:
     run_dir = small_run / "digits" / "k4" / "seed1"
     out = tmp_path / "figures"
@@ -153,6 +157,7 @@ def test_stakes_figures_writes_every_figure(small_run, tmp_path, capsys) -> None
     assert "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_stakes_figures_on_a_folder_of_runs(small_run, tmp_path) -> None:
     out = tmp_path / "all"
     assert main(["figures", str(small_run), "--out", str(out), "--format", "html", "--embedding", "pca",
@@ -162,6 +167,7 @@ def test_stakes_figures_on_a_folder_of_runs(small_run, tmp_path) -> None:
     assert not (out / "digits" / "k4" / "seed1" / "affinity_l2ul.html").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, message",
     [

@@ -1,6 +1,7 @@
 """The package's layers: a module may import its own layer and the layers below it, never above.
 
-    infra → data → metrics → models → anchors → methods → run → report → analysis → figures → lab → (cli, testing, the package root)
+    infra → data → metrics → models → anchors → methods → run → report → analysis → figures → lab
+    → top (cli, testing, the package root)
 
 Every ``import`` is read from the source (function-level imports included), so an edge that
 points upwards fails here the day it is written. The README's Layout section lists the same
@@ -26,8 +27,11 @@ FORBIDDEN = {
     "analysis": ("stakes_core.run.experiment", "stakes_core.run.runstore"),
     "figures": ("stakes_core.run.experiment", "stakes_core.run.runstore"),
     "report": ("stakes_core.run.experiment", "stakes_core.run.runstore", "stakes_core.run.context"),
+    # the on-disk run schema (steps.csv's records) reads without the methods that wrote it
+    "run.results": ("stakes_core.methods",),
 }
-"""Modules a layer may not import even though they sit below it."""
+"""Modules a layer (``"analysis"``) or one module (``"run.results"``, named without the
+``stakes_core.`` prefix) may not import even though they sit below it."""
 
 
 def layer_of(module: str) -> str:
@@ -37,6 +41,11 @@ def layer_of(module: str) -> str:
     if len(parts) == 1 or parts[1] in ("cli", "testing", "__init__"):
         return "top"
     return parts[1]
+
+
+def forbidden_for(module: str) -> tuple[str, ...]:
+    """What ``module`` may not import: its layer's rules and its own."""
+    return FORBIDDEN.get(layer_of(module), ()) + FORBIDDEN.get(module.removeprefix("stakes_core."), ())
 
 
 def module_name(path: Path) -> str:
@@ -94,13 +103,21 @@ def test_imports_point_down_the_layers(path: Path) -> None:
         target = layer_of(imported)
         if target in LAYERS and LAYERS.index(target) > rank:
             wrong.append(f"line {line}: {imported} is in layer '{target}', above '{layer_of(importer)}'")
-        if any(imported == banned or imported.startswith(banned + ".") for banned in FORBIDDEN.get(layer_of(importer), ())):
-            wrong.append(f"line {line}: layer '{layer_of(importer)}' may not import {imported}")
+        if any(imported == banned or imported.startswith(banned + ".") for banned in forbidden_for(importer)):
+            wrong.append(f"line {line}: {importer} may not import {imported}")
     assert not wrong, f"{importer}:\n" + "\n".join(wrong)
+
+
+def test_every_forbidden_rule_names_a_layer_or_a_module() -> None:
+    modules = {module_name(p).removeprefix("stakes_core.") for p in SOURCES}
+    assert not set(FORBIDDEN) - set(LAYERS) - modules
 
 
 def test_the_checker_sees_every_kind_of_import() -> None:
     """Plain, ``from``, relative and function-level imports are all found (so the test above can fail)."""
-    source = "import stakes_core.figures\nfrom . import records\n\ndef late():\n    from stakes_core.lab import studies\n"
+    source = (
+        "import stakes_core.figures\nfrom . import records\n\n"
+        "def late():\n    from stakes_core.lab import studies\n"
+    )
     found = sorted(name for _, name in imports_in(source, "stakes_core.metrics"))
     assert found == ["stakes_core.figures", "stakes_core.lab", "stakes_core.metrics"]

@@ -9,17 +9,23 @@ import time
 import pytest
 import torch
 
+from stakes_core.infra.errors import ConfigError
 from stakes_core.infra.registry import UnknownNameError
 from stakes_core.methods import (
+    LOOP_VERSION,
     METHODS,
+    Hyperparameter,
     StructGuard,
     StructGuardConfig,
+    Timer,
     UnlearningMethod,
     create_method,
+    forget_and_proxy_loss,
+    forget_batches,
+    hyperparameters,
     list_methods,
     register_method,
 )
-from stakes_core.methods.base import Timer, forget_batches
 from stakes_core.methods.l2ul import mas_importance
 from tests.helpers import tiny_context
 
@@ -47,9 +53,9 @@ def test_every_method_runs_records_and_times_its_steps(name: str) -> None:
     assert outcome.steps >= 1 and outcome.timings["steps"] > 0 and outcome.timings["evaluation"] > 0
     assert not outcome.model.training
     if name == "structguard":
-        assert not math.isnan(records[-1].collapse_projector) and "align" in records[-1].terms
+        assert not math.isnan(records[-1].views["projector"]) and "align" in records[-1].terms
     else:
-        assert math.isnan(records[-1].collapse_projector)
+        assert list(records[-1].views) == ["backbone"]
 
 
 def test_unlearning_is_deterministic_for_a_seed() -> None:
@@ -136,9 +142,11 @@ def test_authors_schedule_never_regularises_a_single_batch_proxy_set() -> None:
 
 
 def test_structguard_rejects_bad_options_and_a_missing_l2ul_run() -> None:
-    with pytest.raises(ValueError, match="reg_schedule='sometimes'"):
-        create_method("structguard", **fast("structguard"), reg_schedule="sometimes").run(tiny_context())
-    with pytest.raises(ValueError, match="needs the l2ul method"):
+    with pytest.raises(ConfigError, match="reg_schedule='sometimes' is not one of every_step, authors"):
+        create_method("structguard", reg_schedule="sometimes")
+    with pytest.raises(ConfigError, match="importance='twice'"):
+        StructGuard(StructGuardConfig(importance="twice"))
+    with pytest.raises(ConfigError, match="needs the l2ul method"):
         create_method("structguard", **fast("structguard"), proxy_source="l2ul").run(tiny_context())
 
 
@@ -180,7 +188,7 @@ def test_registry_takes_user_methods_and_rejects_unknown_ones() -> None:
     assert outcome.steps == 2 and not outcome.reached_zero
     with pytest.raises(UnknownNameError, match="unknown method 'nope'"):
         create_method("nope")
-    with pytest.raises(ValueError, match="has no hyperparameter momentun"):
+    with pytest.raises(ConfigError, match="has no hyperparameter momentun"):
         create_method("adv", momentun=0.9)
 
 
@@ -189,8 +197,40 @@ def test_hyperparameter_types_are_checked_when_the_method_is_made() -> None:
     assert isinstance(create_method("structguard", pgd_eps=2).config.pgd_eps, float)
     for key, value, message in [("lr", "fast", "must be a number"), ("max_epochs", 2.5, "must be an integer"),
                                 ("importance", 3, "must be a string"), ("max_epochs", True, "must be an integer")]:
-        with pytest.raises(ValueError, match=f"structguard.{key} {message}"):
+        with pytest.raises(ConfigError, match=f"structguard.{key} {message}"):
             create_method("structguard", **{key: value})
+
+
+@pytest.mark.parametrize("name", ["neggrad", "adv", "l2ul", "structguard", "oracle"])
+def test_every_hyperparameter_says_in_one_line_what_it_does(name: str) -> None:
+    config = METHODS.get(name).config_class()
+    found = hyperparameters(name)
+    assert [h.name for h in found] == list(config.__dataclass_fields__)
+    for h in found:
+        assert h.help.strip() and "\n" not in h.help, f"{name}.{h.name} has no one-line help"
+        assert h.default == getattr(config, h.name) and isinstance(h.default, h.kind)
+        assert h.choices is None or (h.kind is str and h.default in h.choices)
+
+
+def test_key_hyperparameters_are_the_dashboards() -> None:
+    keys = {name: {h.name for h in hyperparameters(name) if h.key} for name in list_methods()}
+    basic = {"lr", "max_epochs"}
+    assert keys["neggrad"] == keys["oracle"] == basic
+    assert keys["adv"] == basic | {"n_adv", "pgd_eps"} and keys["l2ul"] == keys["adv"] | {"reg_lambda"}
+    assert keys["structguard"] == keys["l2ul"] | {"projector_lr", "align_weight", "cr_weight"}
+    importance = next(h for h in hyperparameters("structguard") if h.name == "importance")
+    assert importance == Hyperparameter("importance", "one_pass", str, importance.help, False,
+                                        ("one_pass", "authors", "authors_cycling"))
+
+
+def test_every_method_has_a_code_version() -> None:
+    assert LOOP_VERSION >= 1
+    assert all(METHODS.get(name).version >= 1 for name in list_methods())
+
+
+def test_forget_and_proxy_loss_weights_by_batch_shares() -> None:
+    forget_ce, proxy_ce = torch.tensor(2.0), torch.tensor(1.0)
+    assert forget_and_proxy_loss(forget_ce, proxy_ce, 1, 3).item() == pytest.approx(-2.0 / 4 + 1.0 * 3 / 4)
 
 
 def test_timer_phases_are_exclusive() -> None:

@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from stakes_core.infra.cache import CorruptCacheError, TensorCache, config_key
+from stakes_core.infra.errors import ConfigError
 from stakes_core.infra.registry import UnknownNameError
 from stakes_core.models import create_model, list_models, register_model
 from stakes_core.models.pretrain import PretrainConfig, load_or_pretrain
+from stakes_core.models.protocol import Backbone, is_backbone
+from stakes_core.testing import scratch_registries
 from tests.helpers import tiny_dataset
 
 
@@ -23,6 +26,46 @@ def test_backbones_split_features_and_head(name: str, channels: int, size: int, 
     assert features.shape == (2, feature_dim) == (2, model.feature_dim)
     assert torch.allclose(model(x), model.classifier(features))
     assert model.classifier.out_features == 10
+
+
+def test_builtin_models_are_backbones_with_a_gradcam_layer() -> None:
+    model = create_model("resnet18_narrow", 10, 1, [0.5], [0.25])
+    assert is_backbone(model) and isinstance(model, Backbone)
+    assert model.gradcam_layer() is model.layer4[-1] and model.gradcam_layer("layer3") is model.layer3[-1]
+    with pytest.raises(ConfigError, match="no stage 'fc' for Grad-CAM"):
+        model.gradcam_layer("fc")
+
+
+class SubmoduleHead(torch.nn.Module):
+    """A user's backbone whose head is a submodule (kept in ``_modules``, not a property)."""
+
+    def __init__(self, num_classes: int, in_channels: int, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+        self.classifier = torch.nn.Linear(4, num_classes)
+        self.feature_dim = 4
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.body(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+    def gradcam_layer(self, stage: str | None = None) -> torch.nn.Module:
+        return self.body[0]
+
+
+def test_create_model_checks_a_factory_builds_a_backbone() -> None:
+    with scratch_registries():
+        register_model("submodule_head", SubmoduleHead)
+        register_model("bare_linear", lambda num_classes, in_channels, mean, std: torch.nn.Linear(4, num_classes))
+        register_model("not_a_module", lambda **kwargs: object())
+        assert create_model("submodule_head", 3, 1, [0.5], [0.25]).feature_dim == 4
+        lacks = "lacks features, classifier, feature_dim, gradcam_layer$"
+        with pytest.raises(TypeError, match=f"'bare_linear' returned a Linear .* {lacks}"):
+            create_model("bare_linear", 3, 1, [0.5], [0.25])
+        with pytest.raises(TypeError, match="'not_a_module' returned a object .* lacks features, classifier"):
+            create_model("not_a_module", 3, 1, [0.5], [0.25])
 
 
 def test_paper_resnet18_has_a_stem_maxpool_and_resnet50_does_not() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import plotly.io as pio
+import pytest
 
 from stakes_core.analysis import load_run
 from stakes_core.analysis.retrieval import retrieval_view
@@ -24,6 +25,7 @@ def test_descriptions_markdown_shows_the_first_attributes_and_counts() -> None:
     assert "| cat | a; b … | 4 |" in text and "| dog | e | 1 |" in text
 
 
+@pytest.mark.slow
 def test_retrieval_grid_shows_one_query_per_kind_under_each_model(tmp_path) -> None:
     study = Study("digits", ks=4, seeds=[0], methods=["neggrad"], overrides=["neggrad.max_epochs=1"], device="cpu")
     run = load_run(study.run(progress=False, root=tmp_path)[0])

@@ -49,6 +49,7 @@ def test_notebook_is_committed_clean_with_one_parameters_cell(path: Path) -> Non
     assert values["DATASET"] == "digits" and values["FAST"] is False and values["DEVICE"] == "auto"
 
 
+@pytest.mark.slow
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes_with_fast(path: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from stakes_core.methods import StepRecord
+from stakes_core.metrics.records import StepRecord
 from stakes_core.report.table import (
     collapse_correlation,
     paired_difference,
@@ -24,15 +24,17 @@ from tests.helpers import tiny_context
 
 def tiny_run() -> RunResult:
     context = tiny_context()
-    methods = {name: run_method(context, name, {"max_epochs": 2, "n_adv": 2, "pgd_iterations": 2} if name != "neggrad" else {"max_epochs": 2})
-               for name in ("neggrad", "structguard")}
+    settings = {"neggrad": {"max_epochs": 2}, "structguard": {"max_epochs": 2, "n_adv": 2, "pgd_iterations": 2}}
+    methods = {name: run_method(context, name, overrides) for name, overrides in settings.items()}
     return RunResult(
-        config={"seed": 0, "k": 4}, dataset={"name": "tiny"}, original={"retain_acc": 90.0, "forget_acc": 100.0, "test_acc": 80.0},
+        config={"seed": 0, "k": 4}, dataset={"name": "tiny"},
+        original={"retain_acc": 90.0, "forget_acc": 100.0, "test_acc": 80.0},
         pretrained={}, forget_indices=context.forget_idx.tolist(), probe_indices=context.probe_idx.tolist(),
         methods=methods, models=dict(context.unlearned),
     )
 
 
+@pytest.mark.slow
 def test_run_result_round_trips_through_disk(tmp_path) -> None:
     run = tiny_run()
     run.save(tmp_path / "run")
@@ -44,7 +46,8 @@ def test_run_result_round_trips_through_disk(tmp_path) -> None:
         assert len(other.curve) == len(result.curve)
         for a, b in zip(result.curve, other.curve):
             assert a.step == b.step and a.forget_acc == b.forget_acc and a.terms == pytest.approx(b.terms)
-            assert (math.isnan(a.collapse_projector) and math.isnan(b.collapse_projector)) or a.collapse_projector == b.collapse_projector
+            assert a.views.keys() == b.views.keys() and a.collapse == b.collapse
+            assert all(a.views[v] == b.views[v] or math.isnan(a.views[v]) and math.isnan(b.views[v]) for v in a.views)
         assert other.mean_collapse == pytest.approx(result.mean_collapse)
     state = RunResult.model_state(tmp_path / "run", "structguard")
     assert any(key.startswith("projector.") for key in state)
@@ -53,6 +56,7 @@ def test_run_result_round_trips_through_disk(tmp_path) -> None:
     assert find_runs(tmp_path) == [tmp_path / "run"]
 
 
+@pytest.mark.slow
 def test_reading_a_bad_run_directory_fails_clearly(tmp_path) -> None:
     with pytest.raises(RunResultError, match="is not a run directory"):
         RunResult.load(tmp_path)
@@ -74,6 +78,43 @@ def fake_run(k: int, seed: int, accs: dict[str, float]) -> RunResult:
                      {}, list(range(k)), [], methods)
 
 
+def test_steps_csv_has_one_collapse_column_per_recorded_view(tmp_path) -> None:
+    """A method's own structure view becomes a ``collapse_<view>`` column and is read back;
+    the rows of methods without that view leave it empty."""
+    run = fake_run(4, 0, {"neggrad": 50.0, "mine": 60.0})
+    run.methods["neggrad"].curve = [StepRecord(0, 0, 100.0, {"backbone": 0.0}, math.nan, 0.0)]
+    run.methods["mine"].curve = [
+        StepRecord(0, 0, 100.0, {"backbone": 0.0, "saliency": 0.5}, math.nan, 0.0, {"ce": 1.0}),
+        StepRecord(1, 0, 0.0, {"backbone": math.nan, "saliency": math.nan}, 2.0, 0.1, {"ce": 2.0}),
+    ]
+    run.save(tmp_path, save_models=False)
+    lines = (tmp_path / "steps.csv").read_text().splitlines()
+    assert lines[0] == "method,step,epoch,forget_acc,collapse,collapse_saliency,loss,seconds,ce"
+    assert lines[1] == "neggrad,0,0,100.0,0.0,,nan,0.0,"
+    loaded = RunResult.load(tmp_path)
+    assert loaded.method("neggrad").curve[0].views == {"backbone": 0.0}
+    mine = loaded.method("mine").curve
+    assert mine[0].views == {"backbone": 0.0, "saliency": 0.5} and mine[0].terms == {"ce": 1.0}
+    assert math.isnan(mine[1].views["saliency"]) and math.isnan(mine[1].collapse)
+
+
+def test_a_run_directory_of_the_first_layout_still_loads(tmp_path) -> None:
+    """Format 1 as first written: fixed ``collapse`` and ``collapse_projector`` columns."""
+    fake_run(4, 0, {"neggrad": 50.0, "structguard": 60.0}).save(tmp_path, save_models=False)
+    (tmp_path / "steps.csv").write_text(
+        "method,step,epoch,forget_acc,collapse,collapse_projector,loss,seconds,align,forget_ce\n"
+        "neggrad,0,0,100.0,0.0,nan,nan,0.0,,\n"
+        "neggrad,1,0,75.0,0.125,nan,-1.5,0.2,,1.5\n"
+        "structguard,1,0,25.0,0.25,0.75,0.5,0.3,0.1,2.0\n"
+    )
+    loaded = RunResult.load(tmp_path)
+    neggrad, structguard = loaded.method("neggrad").curve, loaded.method("structguard").curve
+    assert neggrad[1].collapse == 0.125 and neggrad[1].terms == {"forget_ce": 1.5} and neggrad[1].loss == -1.5
+    assert math.isnan(neggrad[1].views["projector"])
+    assert structguard[0].views == {"backbone": 0.25, "projector": 0.75}
+    assert structguard[0].terms == {"align": 0.1, "forget_ce": 2.0}
+
+
 def test_table_cells_are_mean_and_sample_sd_over_seeds() -> None:
     runs = [fake_run(4, s, {"l2ul": 50.0 + s, "structguard": 60.0 + 3 * s}) for s in range(3)]
     rows = summarize(runs, ("test_acc", "steps"))
@@ -93,7 +134,9 @@ def test_run_rows_give_plain_values_original_first() -> None:
     assert [row["method"] for row in rows] == ["original", "l2ul", "structguard"]
     assert rows[2] == {"method": "structguard", "test_acc": 61.0, "steps": 10}
     assert rows[0]["steps"] == 0
-    assert rows_to_csv(rows).splitlines() == ["method,test_acc,steps", "original,98.0,0.0", "l2ul,50.0,10.0", "structguard,61.0,10.0"]
+    assert rows_to_csv(rows).splitlines() == [
+        "method,test_acc,steps", "original,98.0,0.0", "l2ul,50.0,10.0", "structguard,61.0,10.0"
+    ]
 
 
 def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:
@@ -101,8 +144,8 @@ def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:
     for run in runs:
         for name, result in run.methods.items():
             collapse = 1.0 - result.metrics["test_acc"] / 100
-            result.curve = [StepRecord(0, 0, 100.0, 0.0, math.nan, math.nan, 0.0),
-                            StepRecord(1, 0, 0.0, collapse, math.nan, 1.0, 0.1)]
+            result.curve = [StepRecord(0, 0, 100.0, {"backbone": 0.0}, math.nan, 0.0),
+                            StepRecord(1, 0, 0.0, {"backbone": collapse}, 1.0, 0.1)]
     for summary in ("mean_collapse", "final_collapse"):
         found = collapse_correlation(runs, summary)
         assert found["rho"] == pytest.approx(-1.0) and found["n"] == 6

@@ -26,6 +26,7 @@ class Cancelled(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_stored_run_is_reused_and_a_cancelled_one_stores_nothing(tmp_path) -> None:
     config = short_config()
 
@@ -54,13 +55,15 @@ def test_keys_follow_the_description_content_not_the_file_name(tmp_path) -> None
     other = stored_descriptions(edited, root=tmp_path / "a")
     assert run_key(short_config()) == run_key(short_config(descriptions=same))
     assert run_key(short_config(descriptions=other)) != run_key(short_config())
-    assert run_key(short_config()) != run_key(experiment_config("digits", k=5, seed=0, methods=["neggrad"], device="cpu"))
+    other_k = experiment_config("digits", k=5, seed=0, methods=["neggrad"], device="cpu")
+    assert run_key(short_config()) != run_key(other_k)
 
 
 def test_naming_a_default_hyperparameter_is_the_same_run() -> None:
     plain = experiment_config("digits", k=4, seed=0, methods=["neggrad", "structguard"], device="cpu")
+    defaults = ["neggrad.max_epochs=101", "structguard.align_weight=1", "neggrad.lr=0.0003"]
     explicit = experiment_config("digits", k=4, seed=0, methods=["neggrad", "structguard"], device="cpu",
-                                 overrides=["neggrad.max_epochs=101", "structguard.align_weight=1", "neggrad.lr=0.0003"])
+                                 overrides=defaults)
     assert plain.method_configs != explicit.method_configs
     assert run_key(plain) == run_key(explicit)
     assert run_key(plain) != run_key(experiment_config("digits", k=4, seed=0, methods=["neggrad", "structguard"],
@@ -73,6 +76,7 @@ def test_broken_descriptions_are_refused_before_they_are_stored(tmp_path) -> Non
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_siblings_are_the_stored_runs_of_one_setting(tmp_path) -> None:
     for seed in (0, 1):
         load_or_run(experiment_config("digits", k=4, seed=seed, methods=["neggrad"], device="cpu", overrides=SHORT),

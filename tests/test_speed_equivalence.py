@@ -11,7 +11,7 @@ import torch
 from stakes_core.infra.accel import Acceleration
 from stakes_core.methods import create_method
 from stakes_core.methods.attacks import PGDConfig, frozen, targeted_l2_pgd
-from stakes_core.methods.structguard import cycle_visits
+from stakes_core.methods.importance import cycle_visits
 from stakes_core.metrics.accuracy import accuracy
 from stakes_core.metrics.structure import backbone_embedder
 from stakes_core.run.config import resolve_device
@@ -20,6 +20,9 @@ from tests.helpers import tiny_context
 # proxy set of 4·5 = 20 examples in batches of 8, 8, 4; |D_r| = 92 is no multiple of 20, so the
 # authors' loop ends inside a cycle (4 full cycles and the first two batches of a fifth)
 SG = {"max_epochs": 1, "n_adv": 5, "batch_size": 8, "pgd_iterations": 2, "pgd_eps": 1.0, "pgd_step": 0.3}
+
+
+pytestmark = pytest.mark.slow  # equivalence of the fast paths with literal references: seconds per test
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from stakes_core.infra.modules import eval_mode
 from stakes_core.metrics.structure import (
     StructureProbe,
     affinities,
@@ -38,7 +39,8 @@ def test_loss_sees_anchors_only_through_their_gram_matrix() -> None:
     """anchors.md: orthogonal mixing (a permutation included) of the anchors changes nothing."""
     generator = torch.Generator().manual_seed(0)
     anchors = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator, dtype=torch.float64), dim=1)
-    v0, v1 = torch.randn(7, 8, generator=generator, dtype=torch.float64), torch.randn(7, 8, generator=generator, dtype=torch.float64)
+    v0 = torch.randn(7, 8, generator=generator, dtype=torch.float64)
+    v1 = torch.randn(7, 8, generator=generator, dtype=torch.float64)
     q, _ = torch.linalg.qr(torch.randn(5, 5, generator=generator, dtype=torch.float64))
     for mixed in (anchors[torch.randperm(5, generator=generator)], q @ anchors):
         a = structure_discrepancy(affinities(v0, anchors), affinities(v1, anchors))
@@ -68,3 +70,21 @@ def test_probe_collapse_is_zero_for_the_original_and_positive_after_a_change() -
         bias.copy_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(1)))
     assert probe.collapse(backbone_embedder(changed, projection), changed) > 1e-2
     assert not model.training  # the probe restores the mode it found
+
+
+def test_eval_mode_restores_each_submodule_s_own_mode() -> None:
+    """A model with a frozen (eval-mode) batch norm inside a training model comes back mixed."""
+    dataset = tiny_dataset()
+    model = tiny_model(dataset)
+    frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    model.train()
+    frozen.eval()
+    before = [m.training for m in model.modules()]
+    with eval_mode(model) as inside:
+        assert inside is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError
+    assert [m.training for m in model.modules()] == before
+    probe = StructureProbe(dataset.train_images[:8], torch.eye(model.feature_dim)[:3], model, None)
+    assert [m.training for m in model.modules()] == before and probe.reference.shape == (8, 3)

@@ -47,6 +47,7 @@ def test_a_misspelt_hyperparameter_fails_before_anything_runs() -> None:
         Study("digits", ks=4, methods=["neggrad"], overrides=["neggrad.not_a_setting=1"], device="cpu").configs()
 
 
+@pytest.mark.slow
 def test_study_runs_are_stored_and_read_back(tmp_path) -> None:
     study = Study("digits", ks=4, seeds=[0], methods=["neggrad"], overrides=["neggrad.max_epochs=1"], device="cpu")
     first = study.run(progress=False, root=tmp_path)
@@ -56,6 +57,7 @@ def test_study_runs_are_stored_and_read_back(tmp_path) -> None:
     assert again[0].k == 4 and again[0].method("neggrad").steps == 1
 
 
+@pytest.mark.slow
 def test_compare_variants_pairs_arms_by_seed(tmp_path) -> None:
     study = Study("digits", ks=4, seeds=[0, 1], methods=["neggrad"], overrides=["neggrad.max_epochs=1"], device="cpu")
     arms = [Variant.of("preset lr"), Variant.of("lr 1e-2", "neggrad.lr=0.01")]
@@ -104,7 +106,9 @@ def test_paired_differences_figure_has_a_dot_per_seed_and_the_noise_band() -> No
 
 def test_ablation_variants_switch_off_one_term_each() -> None:
     overrides = [v.overrides for v in ABLATION_VARIANTS]
-    assert overrides == [(), ("structguard.align_weight=0",), ("structguard.reg_lambda=0",), ("structguard.cr_weight=0",)]
+    assert overrides == [
+        (), ("structguard.align_weight=0",), ("structguard.reg_lambda=0",), ("structguard.cr_weight=0",)
+    ]
 
 
 def test_anchor_variants_and_encoders_to_compare() -> None:

@@ -12,6 +12,7 @@ def lesson():
     return CollapseLesson("digits", method="neggrad", k=4, max_epochs=2, device="cpu")
 
 
+@pytest.mark.slow
 def test_unlearn_adds_a_try_and_its_curve(lesson) -> None:
     attempt = lesson.unlearn()
     assert attempt.number == 1 and attempt.k == 4 and attempt.max_epochs == 2 and attempt.reg_lambda is None
@@ -32,6 +33,7 @@ def test_unknown_settings_are_refused(lesson) -> None:
         lesson.unlearn(epochs=3)
 
 
+@pytest.mark.slow
 def test_the_button_unlearns_and_updates_the_widgets() -> None:
     lesson = CollapseLesson("digits", method="structguard", k=16, max_epochs=50, device="cpu", fast=True)
     box = lesson.widget()
@@ -57,6 +59,7 @@ def test_helpers() -> None:
     assert record["output_type"] == "display_data" and record["data"]["application/vnd.plotly.v1+json"]["data"]
 
 
+@pytest.mark.slow
 def test_switching_method_takes_that_methods_preset_learning_rate() -> None:
     lesson = CollapseLesson("digits", method="structguard", k=4, max_epochs=1, device="cpu")
     assert lesson.settings["lr"] == 0.01  # the digits preset's StructGuard rate

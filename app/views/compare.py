@@ -7,7 +7,7 @@ from stakes_core.report.table import rows_to_csv, run_rows, summarize, to_csv, t
 
 import cached
 import lab
-from widgets import run_table
+from widgets import run_table, skipped_runs_notice
 
 st.title("Compare")
 config = lab.config_or_stop()
@@ -21,11 +21,13 @@ left.download_button("Download CSV", rows_to_csv(run_rows(result)), file_name=f"
 right.download_button("Download summary.json", (directory / "summary.json").read_text(),
                       file_name=f"{directory.name}.json", mime="application/json", icon=":material/download:")
 
-siblings = cached.siblings(config)
+found = cached.siblings(config)
+siblings = found.runs
 seeds = sorted({run.seed for run in siblings})
 st.subheader(f"This setting over every stored seed and k ({len(siblings)} runs)")
 st.caption(f"Seeds {', '.join(map(str, seeds))}; cells are mean ± sd over seeds. Run other seeds or k with the "
            "same methods and hyperparameters to add rows.")
+skipped_runs_notice(found.skipped)
 rows = summarize(siblings)
 st.markdown(to_markdown(rows))
 st.download_button("Download this table (CSV)", to_csv(rows), file_name=f"{config.dataset['name']}-table.csv",

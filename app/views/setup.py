@@ -9,17 +9,18 @@ from stakes_core.figures.style import method_label
 from stakes_core.run.context import load_dataset, pretrained_model
 
 import lab
-from widgets import forget_strip
+from widgets import forget_strip, hyperparameter_input
 
 st.title("Setup")
 st.caption("The preset fills in the paper's settings (or, for digits, values tuned on held-out seeds).")
 
 left, right = st.columns([1, 1])
 with left:
+    labels = {"digits": "digits · narrow ResNet-18 (offline default)", "cifar10": "CIFAR-10 · ResNet-18",
+              "cifar100": "CIFAR-100 · ResNet-50"}
     st.selectbox(
-        "Dataset and model", lab.PRESETS, key="cfg_preset", on_change=lab.reset_settings,
-        format_func={"digits": "digits · narrow ResNet-18 (offline default)", "cifar10": "CIFAR-10 · ResNet-18",
-                     "cifar100": "CIFAR-100 · ResNet-50"}.get,
+        "Dataset and model", lab.preset_choices(), key="cfg_preset", on_change=lab.reset_settings,
+        format_func=lambda preset: labels.get(preset, preset),
         help="CIFAR needs the dataset on disk (or internet) and, in practice, a GPU.",
     )
     st.number_input("k: training images to forget", 1, lab.MAX_K, key="cfg_k", step=1)
@@ -28,14 +29,15 @@ with right:
     descriptions = list(dict.fromkeys([*shipped_descriptions(), st.session_state["cfg_descriptions"]]))
     st.selectbox("Attribute descriptions", descriptions, key="cfg_descriptions",
                  help="Edit them on the Stakes page.")
-    st.selectbox("Text encoder for the anchors", list(dict.fromkeys([*lab.ENCODERS, st.session_state["cfg_encoder"]])),
+    st.selectbox("Text encoder for the anchors",
+                 list(dict.fromkeys([*lab.encoder_choices(), st.session_state["cfg_encoder"]])),
                  key="cfg_encoder", help="CLIP weights download from the internet; MiniLM ships with the package.")
-    st.radio("Anchors", ANCHOR_SOURCES, key="cfg_anchor_source", horizontal=True,
-             format_func={"text": "text (the paper's)", "rotated": "rotated text", "prototypes": "visual prototypes"}.get)
+    anchor_labels = {"text": "text (the paper's)", "rotated": "rotated text", "prototypes": "visual prototypes"}
+    st.radio("Anchors", ANCHOR_SOURCES, key="cfg_anchor_source", horizontal=True, format_func=anchor_labels.get)
 
 st.subheader("Methods")
-columns = st.columns(len(lab.METHODS))
-for column, method in zip(columns, lab.METHODS):
+methods = lab.method_choices()
+for column, method in zip(st.columns(len(methods)), methods):
     column.checkbox(method_label(method), key=f"cfg_method.{method}")
 
 with st.expander("Hyperparameters", expanded=False):
@@ -43,13 +45,8 @@ with st.expander("Hyperparameters", expanded=False):
     for method in lab.chosen_methods():
         st.markdown(f"**{method_label(method)}**")
         fields = st.columns(4)
-        for i, name in enumerate(lab.KEY_HYPERPARAMETERS[method]):
-            key = lab.hp_key(method, name)
-            if isinstance(st.session_state.get(key), int) and not isinstance(st.session_state.get(key), bool):
-                upper = {"max_epochs": lab.MAX_EPOCHS, "n_adv": lab.MAX_N_ADV}.get(name)
-                fields[i % 4].number_input(name, 1, upper, key=key, step=1)
-            else:
-                fields[i % 4].number_input(name, 0.0, key=key, format="%.5g", step=None)
+        for i, hp in enumerate(lab.key_hyperparameters(method)):
+            hyperparameter_input(fields[i % 4], hp, lab.hp_key(method, hp.name))
 
 try:
     config = lab.current_config()

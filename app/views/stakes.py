@@ -27,7 +27,7 @@ st.markdown(
 config = lab.config_or_stop()
 classes = load_dataset(config).classes
 shipped = match_classes(load_descriptions(config.descriptions), classes)
-encoder = st.selectbox("Encoder", list(dict.fromkeys([config.encoder, *lab.ENCODERS])))
+encoder = st.selectbox("Encoder", list(dict.fromkeys([config.encoder, *lab.encoder_choices()])))
 
 table = pd.DataFrame({"class": list(shipped), "attributes": [class_prompt(a) for a in shipped.values()]})
 edited = st.data_editor(

@@ -8,22 +8,24 @@ from stakes_core.figures.style import method_label
 
 import cached
 import lab
+from widgets import skipped_runs_notice
 
 st.title("Structure")
 config = lab.config_or_stop()
 directory = lab.run_or_stop()
 result = cached.run_result(str(directory))
 
-view = st.radio("Embedding", ["backbone", "projector"], horizontal=True,
-                format_func={"backbone": "backbone g(x), every method", "projector": "StructGuard's projector p(g(x))"}.get)
+view_labels = {"backbone": "backbone g(x), every method", "projector": "StructGuard's projector p(g(x))"}
+view = st.radio("Embedding", ["backbone", "projector"], horizontal=True, format_func=view_labels.get)
 if view == "projector" and "structguard" not in result.methods:
     st.info("The projector view exists only for StructGuard, which this run does not include.")
 else:
     st.plotly_chart(collapse_curves_figure(collapse_curves([result], view=view), view=view))
 
-siblings = cached.siblings(config)
-st.plotly_chart(collapse_tradeoff_figure(tradeoff_points(siblings)))
-st.caption(f"{len(siblings)} stored runs of this setting (every seed and k). More seeds make the trend readable.")
+found = cached.siblings(config)
+st.plotly_chart(collapse_tradeoff_figure(tradeoff_points(found.runs)))
+st.caption(f"{len(found.runs)} stored runs of this setting (every seed and k). More seeds make the trend readable.")
+skipped_runs_notice(found.skipped)
 
 st.subheader("Affinities to the anchors, before and after")
 run = cached.loaded_run(str(directory))

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from stakes_core.analysis.runs import AnalysisError, Instances, LoadedRun
+from stakes_core.methods import ProjectedClassifier
 from stakes_core.metrics.structure import affinities, backbone_embedder, row_cosine
 from stakes_core.run.results import RunResult
 
@@ -70,20 +71,16 @@ def collapse_curves(
         for name in _methods_of(runs, methods):
             if name not in run.methods:
                 continue
-            records = [r for r in run.methods[name].curve if not math.isnan(getattr(r, _column(view)))]
+            records = [r for r in run.methods[name].curve if not math.isnan(r.views.get(view, math.nan))]
             if not records:
                 continue
             curves.append(
                 CollapseCurve(
                     name, run.k, run.seed, [r.step for r in records],
-                    [getattr(r, _column(view)) for r in records], [r.forget_acc for r in records],
+                    [r.views[view] for r in records], [r.forget_acc for r in records],
                 )
             )
     return curves
-
-
-def _column(view: str) -> str:
-    return "collapse" if view == "backbone" else "collapse_projector"
 
 
 def tradeoff_points(runs: Sequence[RunResult], methods: Sequence[str] | None = None) -> list[TradeoffPoint]:
@@ -134,11 +131,12 @@ def affinity_view(run: LoadedRun, method: str, instances: Instances, view: str =
     original = affinities(backbone_embedder(ctx.original, ctx.projection)(images), ctx.anchors)
     if view == "backbone":
         embedded = backbone_embedder(model, ctx.projection)(images)
-    elif hasattr(model, "projector"):
+    elif isinstance(model, ProjectedClassifier):
         embedded = model.projector.outputs_and_view(model.features(images))[1]
     else:
         raise AnalysisError(f"method '{method}' has no projector; the 'projector' view is StructGuard's")
     unlearned = affinities(embedded, ctx.anchors)
     return AffinityView(
-        method, view, instances, run.labels(instances).tolist(), list(run.dataset.classes), original.cpu(), unlearned.cpu()
+        method, view, instances, run.labels(instances).tolist(), list(run.dataset.classes), original.cpu(),
+        unlearned.cpu(),
     )

@@ -114,8 +114,9 @@ def embedding_view(
         before, after, from_cache = payload["before"].numpy(), payload["after"].numpy(), True
     else:
         images = run.images(instances)
-        features = [embed_images(m, images, "backbone", device=run.device) for m in (run.context.original, model)]
-        before, after = layout_pair(*features, algorithm, seed, n_neighbors, min_dist)
+        original = embed_images(run.context.original, images, "backbone", device=run.device)
+        unlearned = embed_images(model, images, "backbone", device=run.device)
+        before, after = layout_pair(original, unlearned, algorithm, seed, n_neighbors, min_dist)
         from_cache = False
         if use_cache:
             cache.save(key, {"before": torch.from_numpy(before), "after": torch.from_numpy(after)}, config)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import torch
 
+from stakes_core.infra.errors import ConfigError
+from stakes_core.infra.modules import eval_mode
 from stakes_core.metrics.accuracy import image_batches
+from stakes_core.metrics.structure import backbone_embedder
 
 FEATURE_VIEWS = ("backbone", "deployed")
 
@@ -21,22 +24,24 @@ def embed_images(
 ) -> torch.Tensor:
     """Float ``N × d`` features (CPU) of uint8 or float images; ``model`` is used in eval mode."""
     if view not in FEATURE_VIEWS:
-        raise ValueError(f"feature view '{view}' is not one of {', '.join(FEATURE_VIEWS)}")
-    was_training = model.training
-    model.eval()
+        raise ConfigError(f"feature view '{view}' is not one of {', '.join(FEATURE_VIEWS)}")
     captured: list[torch.Tensor] = []
     handle = None
     if view == "deployed":
-        handle = model.classifier.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].cpu()))
+        head = model.classifier
+        if not isinstance(head, torch.nn.Module):
+            raise TypeError(f"{type(model).__name__}.classifier is not a module, so its input cannot be read")
+        handle = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].cpu()))
+    features = backbone_embedder(model, None) if view == "backbone" else None
     try:
-        chunks = []
-        for _, batch in image_batches(images, batch_size, device):
-            if view == "backbone":
-                chunks.append(model.features(batch).cpu())
-            else:
-                model(batch)
-        return torch.cat(captured if view == "deployed" else chunks).float()
+        with eval_mode(model):
+            chunks = []
+            for _, batch in image_batches(images, batch_size, device):
+                if features is not None:
+                    chunks.append(features(batch).cpu())
+                else:
+                    model(batch)
+            return torch.cat(captured if view == "deployed" else chunks).float()
     finally:
         if handle is not None:
             handle.remove()
-        model.train(was_training)

@@ -1,8 +1,9 @@
 """Grad-CAM maps of chosen instances under the original and the unlearned models (paper Fig. 4).
 
-Maps come from ``pytorch_grad_cam.GradCAM`` on the last block of a backbone stage (``layer4``
-by default, the last convolutional block; ``layer3`` gives maps twice as fine), for the
-deployed model: ``h∘g`` for the baselines and ``h∘p∘g`` for StructGuard, whose projector sits
+Maps come from ``pytorch_grad_cam.GradCAM`` on the backbone's
+:meth:`~stakes_core.models.protocol.Backbone.gradcam_layer` (for the ResNets the last block of
+``layer4`` by default, the last convolutional block; ``stage="layer3"`` gives maps twice as
+fine), for the deployed model: ``h∘g`` for the baselines and ``h∘p∘g`` for StructGuard, whose projector sits
 after the pooled features and so still receives the gradient. The target is the instance's
 true class by default (``target="label"``) — where does the model look for the class it was
 asked to forget? — or each model's own prediction (``target="predicted"``).
@@ -25,17 +26,19 @@ import torch
 from torch import nn
 
 from stakes_core.analysis.runs import AnalysisError, Instances, LoadedRun
+from stakes_core.infra.modules import eval_mode
+from stakes_core.models.protocol import is_backbone, missing_members
 
 CAM_TARGETS = ("label", "predicted")
 
 
-def target_block(model: nn.Module, stage: str = "layer4") -> nn.Module:
-    """The last block of backbone stage ``stage`` of a (possibly projected) ResNet classifier."""
-    backbone = getattr(model, "backbone", model)
-    layer = getattr(backbone, stage, None)
-    if not isinstance(layer, nn.Sequential) or len(layer) == 0:
-        raise AnalysisError(f"{type(backbone).__name__} has no block stage '{stage}' for Grad-CAM")
-    return layer[-1]
+def target_block(model: nn.Module, stage: str | None = None) -> nn.Module:
+    """The layer Grad-CAM weighs in a deployed classifier: its ``gradcam_layer(stage)``
+    (``None``: the backbone's default; StructGuard's h∘p∘g answers with its backbone's)."""
+    if not is_backbone(model):
+        lacks = ", ".join(missing_members(model)) or "nn.Module"
+        raise AnalysisError(f"{type(model).__name__} is not a Backbone (it lacks {lacks}): no layer for Grad-CAM")
+    return model.gradcam_layer(stage)
 
 
 @contextmanager
@@ -53,7 +56,7 @@ def gradients_only_for(model: nn.Module, block: nn.Module) -> Iterator[None]:
 
 
 def gradcam_maps(
-    model: nn.Module, images: torch.Tensor, classes: Sequence[int] | None, stage: str = "layer4",
+    model: nn.Module, images: torch.Tensor, classes: Sequence[int] | None, stage: str | None = None,
     batch_size: int = 64, device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM maps (N × H × W in [0, 1]) for ``classes`` (``None``: the predicted class) and
@@ -63,14 +66,13 @@ def gradcam_maps(
 
     block = target_block(model, stage)
     maps, predictions = [], []
-    was_training = model.training
-    with gradients_only_for(model, block), GradCAM(model=model, target_layers=[block]) as cam:
+    with eval_mode(model), gradients_only_for(model, block), GradCAM(model=model, target_layers=[block]) as cam:
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(device)
-            targets = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes[start : start + batch_size]]
+            chosen = None if classes is None else classes[start : start + batch_size]
+            targets = None if chosen is None else [ClassifierOutputTarget(int(c)) for c in chosen]
             maps.append(cam(input_tensor=batch, targets=targets))
             predictions.append(cam.outputs.argmax(1).cpu().numpy())
-    model.train(was_training)
     return np.concatenate(maps).astype(np.float32), np.concatenate(predictions)
 
 
@@ -85,13 +87,13 @@ class GradCAMView:
     maps: dict[str, np.ndarray]
     predictions: dict[str, list[int]]
     target: str
-    stage: str
+    stage: str  # the stage asked for, or "last block" (the backbone's default)
     seconds: float
 
 
 def gradcam_view(
     run: LoadedRun, instances: Instances, methods: Sequence[str] | None = None, target: str = "label",
-    stage: str = "layer4", batch_size: int = 64,
+    stage: str | None = None, batch_size: int = 64,
 ) -> GradCAMView:
     """Grad-CAM of ``instances`` under the original model and each of ``methods``."""
     if target not in CAM_TARGETS:
@@ -104,6 +106,6 @@ def gradcam_view(
         maps[name], predicted = gradcam_maps(run.model(name), images, classes, stage, batch_size, run.device)
         predictions[name] = predicted.tolist()
     return GradCAMView(
-        instances, images.numpy(), labels.tolist(), list(run.dataset.classes), maps, predictions, target, stage,
-        time.perf_counter() - start,
+        instances, images.numpy(), labels.tolist(), list(run.dataset.classes), maps, predictions, target,
+        stage or "last block", time.perf_counter() - start,
     )

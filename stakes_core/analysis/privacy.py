@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ import torch
 from stakes_core.analysis.runs import AnalysisError, LoadedRun
 from stakes_core.data import retain_indices
 from stakes_core.metrics.accuracy import logits
+
+if TYPE_CHECKING:
+    from sklearn.svm import SVC
 
 MIA_FEATURES = ("confidence", "entropy")
 
@@ -43,7 +46,7 @@ def attack_features(
     return values.double().numpy()[:, None]
 
 
-def fit_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> tuple[object, float]:
+def fit_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> tuple[SVC, float]:
     """An RBF-SVM member/non-member attack on balanced inputs and its held-out balanced accuracy (%)."""
     from sklearn.svm import SVC
 
@@ -51,7 +54,8 @@ def fit_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> tu
     if size < 10:
         raise AnalysisError(f"membership inference needs ≥ 10 members and non-members, got {size}")
     rng = np.random.default_rng(seed)
-    members, nonmembers = members[rng.permutation(len(members))[:size]], nonmembers[rng.permutation(len(nonmembers))[:size]]
+    members = members[rng.permutation(len(members))[:size]]
+    nonmembers = nonmembers[rng.permutation(len(nonmembers))[:size]]
     held = max(1, size // 5)
     x_fit = np.concatenate([members[held:], nonmembers[held:]])
     y_fit = np.concatenate([np.ones(size - held), np.zeros(size - held)])

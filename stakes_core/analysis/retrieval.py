@@ -107,7 +107,8 @@ def retrieval_view(
     exclude = torch.tensor([position.get(i, -1) if kind == "retained" else -1 for kind, i in zip(kinds, indices)])
     gallery_images = dataset.train_images[gallery]
     gallery_labels = dataset.train_labels[gallery]
-    metrics, tops = {}, {}
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    tops: dict[str, list[list[int]]] = {}
     for name in ["original", *run.check_methods(methods)]:
         model = run.model(name)
         order, _ = rank_gallery(

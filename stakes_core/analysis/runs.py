@@ -17,6 +17,7 @@ import torch
 
 from stakes_core.data import ImageDataset, to_float
 from stakes_core.infra.cache import state_sha256
+from stakes_core.infra.errors import StakesError
 from stakes_core.methods import METHODS, UnlearnContext
 from stakes_core.run.config import ExperimentConfig, resolve_device
 from stakes_core.run.context import dataset_fingerprint, dataset_with_fingerprint, prepare_context
@@ -26,7 +27,7 @@ INSTANCE_KINDS = ("forget", "retained", "test")
 """Forgotten training instances, retained training instances and held-out test instances."""
 
 
-class AnalysisError(ValueError):
+class AnalysisError(StakesError, ValueError):
     """An analysis was asked for something the run cannot give."""
 
 

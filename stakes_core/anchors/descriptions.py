@@ -14,11 +14,12 @@ import warnings
 from pathlib import Path
 
 from stakes_core.infra.assets import asset_path, list_assets
+from stakes_core.infra.errors import StakesError
 
 Descriptions = dict[str, list[str]]
 
 
-class DescriptionsError(ValueError):
+class DescriptionsError(StakesError, ValueError):
     """A descriptions file or mapping is missing, malformed or does not fit the dataset."""
 
 

@@ -8,7 +8,8 @@ A spec is ``<family>`` or ``<family>:<argument>``:
   ``clip:ViT-B-32/local-dir:/path/to/folder`` or ``clip:ViT-B-32/none`` (random weights);
 - ``random:<dim>``: a unit vector per text seeded by the text's hash (the ablation's control).
 
-Add a family with :func:`register_encoder`; its factory receives ``(argument, device)``.
+Add a family with :func:`register_encoder`; its factory receives ``(argument, device)``, and
+its ``examples`` are full specs that the dashboard offers (:func:`list_encoder_examples`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from stakes_core.infra.errors import ConfigError, StakesError
 from stakes_core.infra.registry import Registry
 
 
-class EncoderUnavailableError(RuntimeError):
+class EncoderUnavailableError(StakesError, RuntimeError):
     """The encoder's weights or package cannot be obtained (typically: offline)."""
 
 
@@ -59,18 +61,37 @@ class TextEncoder(ABC):
 
 EncoderFactory = Callable[[str, str], TextEncoder]
 ENCODERS: Registry[EncoderFactory] = Registry("encoder")
+ENCODER_EXAMPLES: Registry[tuple[str, ...]] = Registry("encoder family")
+"""Per family, full specs worth offering in a list (the dashboard's encoder choices)."""
 
 
-def register_encoder(name: str, factory: EncoderFactory, *, overwrite: bool = False) -> EncoderFactory:
-    """Add an encoder family; ``factory(argument, device)`` builds the encoder for ``name:argument``."""
+def register_encoder(
+    name: str, factory: EncoderFactory, *, examples: tuple[str, ...] = (), overwrite: bool = False
+) -> EncoderFactory:
+    """Add an encoder family; ``factory(argument, device)`` builds the encoder for ``name:argument``.
+
+    ``examples`` are specs of this family to offer in lists, e.g. ``("random:384",)``; by
+    default the bare family name (right for a family that takes no argument).
+    """
     if not name or ":" in name:
         raise ValueError(f"encoder family name must be non-empty and contain no ':', got '{name}'")
-    return ENCODERS.register(name, factory, overwrite=overwrite)
+    examples = tuple(examples) or (name,)
+    strangers = [spec for spec in examples if spec.partition(":")[0] != name]
+    if strangers:
+        raise ValueError(f"encoder examples must be specs of the family '{name}', got {', '.join(strangers)}")
+    ENCODERS.register(name, factory, overwrite=overwrite)
+    ENCODER_EXAMPLES.register(name, examples, overwrite=True)  # the family's own registration decides
+    return factory
 
 
 def list_encoders() -> list[str]:
     """The registered encoder families."""
     return ENCODERS.names()
+
+
+def list_encoder_examples() -> list[str]:
+    """An example spec of every registered family (some families give several), by family name."""
+    return [spec for name in ENCODERS.names() for spec in ENCODER_EXAMPLES.get(name)]
 
 
 def create_encoder(spec: str, device: str = "cpu") -> TextEncoder:
@@ -128,7 +149,7 @@ class ClipTextEncoder(TextEncoder):
             model_name, pretrained = source, None  # open_clip takes these schemas as the model name
             _require_local_weights(source)
         elif arch not in open_clip.list_models():
-            raise ValueError(f"unknown open_clip architecture '{arch}' (see open_clip.list_models())")
+            raise ConfigError(f"unknown open_clip architecture '{arch}' (see open_clip.list_models())")
         elif pretrained and not open_clip.get_pretrained_cfg(arch, pretrained) and not os.path.isfile(pretrained):
             known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
             raise EncoderUnavailableError(
@@ -186,14 +207,14 @@ class RandomEncoder(TextEncoder):
 
 def _minilm(argument: str, device: str) -> TextEncoder:
     if argument:
-        raise ValueError(f"minilm takes no argument: use 'minilm', not 'minilm:{argument}'")
+        raise ConfigError(f"minilm takes no argument: use 'minilm', not 'minilm:{argument}'")
     return MiniLMEncoder(device)
 
 
 def _clip(argument: str, device: str) -> TextEncoder:
     arch, slash, pretrained = argument.partition("/")
     if not arch or not slash or not pretrained:
-        raise ValueError(
+        raise ConfigError(
             f"expected clip:<arch>/<pretrained> (e.g. clip:ViT-B-32/openai, clip:ViT-B-32//path/to/weights.bin "
             f"or clip:ViT-B-32/none), got 'clip:{argument}'"
         )
@@ -202,10 +223,10 @@ def _clip(argument: str, device: str) -> TextEncoder:
 
 def _random(argument: str, device: str) -> TextEncoder:
     if not argument.isdigit() or int(argument) < 1:
-        raise ValueError(f"expected random:<dim> with a positive integer (e.g. random:512), got 'random:{argument}'")
+        raise ConfigError(f"expected random:<dim> with a positive integer (e.g. random:512), got 'random:{argument}'")
     return RandomEncoder(int(argument))
 
 
-register_encoder("minilm", _minilm)
-register_encoder("clip", _clip)
-register_encoder("random", _random)
+register_encoder("minilm", _minilm, examples=("minilm",))
+register_encoder("clip", _clip, examples=("clip:ViT-B-32/openai",))
+register_encoder("random", _random, examples=("random:384",))

@@ -10,18 +10,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
+from stakes_core.data import DatasetFormatError
+from stakes_core.infra.errors import ConfigError
+from stakes_core.infra.modules import eval_mode
 from stakes_core.metrics.accuracy import image_batches
+
+if TYPE_CHECKING:
+    from stakes_core.models.protocol import BackboneModule
 
 ANCHOR_SOURCES = ("text", "rotated", "prototypes")
 
 
 def check_anchor_source(source: str) -> str:
-    """``source`` when it is known, else a ``ValueError`` naming the choices."""
+    """``source`` when it is known, else a :class:`ConfigError` naming the choices."""
     if source not in ANCHOR_SOURCES:
-        raise ValueError(f"anchor source '{source}' is not one of {', '.join(ANCHOR_SOURCES)}")
+        raise ConfigError(f"anchor source '{source}' is not one of {', '.join(ANCHOR_SOURCES)}")
     return source
 
 
@@ -39,22 +47,15 @@ def rotated_anchors(anchors: torch.Tensor, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def prototype_anchors(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, device: str = "cpu"
+    model: BackboneModule, images: torch.Tensor, labels: torch.Tensor, num_classes: int, device: str = "cpu"
 ) -> torch.Tensor:
     """Unit class means of ``model.features`` (``num_classes × feature_dim``, CPU)."""
-    was_training = model.training
-    model.eval()
-    sums = None
-    try:
+    sums = torch.zeros(num_classes, model.feature_dim)
+    with eval_mode(model):
         for start, batch in image_batches(images, 512, device):
-            features = model.features(batch).float().cpu()
-            if sums is None:
-                sums = torch.zeros(num_classes, features.shape[1])
-            sums.index_add_(0, labels[start : start + len(batch)], features)
-    finally:
-        model.train(was_training)
+            sums.index_add_(0, labels[start : start + len(batch)], model.features(batch).float().cpu())
     counts = torch.bincount(labels, minlength=num_classes)
     if (counts == 0).any():
         missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"visual prototypes need images of every class; none of class {missing}")
+        raise DatasetFormatError(f"visual prototypes need images of every class; none of class {missing}")
     return F.normalize(sums / counts[:, None], dim=1)

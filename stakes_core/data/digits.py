@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from stakes_core.data.base import DATASETS, Augmentation, ImageDataset
 from stakes_core.data.batches import channel_mean_std
+from stakes_core.infra.errors import ConfigError
 
 
 def _to_uint8(images_0_16: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ def load_digits_dataset(image_size: int = 16, split_seed: int = 0, **_) -> Image
     from sklearn.model_selection import train_test_split
 
     if image_size < 1:
-        raise ValueError(f"image_size={image_size} is invalid: it must be a positive number of pixels")
+        raise ConfigError(f"image_size={image_size} is invalid: it must be a positive number of pixels")
     bunch = load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32)
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)

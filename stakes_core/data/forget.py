@@ -6,6 +6,8 @@ from numbers import Integral
 
 import torch
 
+from stakes_core.infra.errors import ConfigError
+
 PROBE_SEED_OFFSET = 1_000_003
 """Added to the seed of the probe draw so it is independent of the forget draw."""
 
@@ -14,9 +16,9 @@ def choose_forget_indices(num_train: int, k: int, seed: int) -> torch.Tensor:
     """The first ``k`` entries of a seeded permutation of the training indices (as in the
     paper's code), so for one seed the sets are nested across ``k`` (16 ⊂ 64 ⊂ ...)."""
     if isinstance(k, bool) or not isinstance(k, Integral):
-        raise ValueError(f"k={k!r} is invalid: it must be a whole number of training images")
+        raise ConfigError(f"k={k!r} is invalid: it must be a whole number of training images")
     if not 0 < k < num_train:
-        raise ValueError(
+        raise ConfigError(
             f"k={k} is invalid: choose 1 ≤ k < {num_train} (the number of training images)"
         )
     g = torch.Generator().manual_seed(seed)
@@ -35,7 +37,7 @@ def choose_probe_indices(num_train: int, forget_idx: torch.Tensor, size: int, se
     retained), on which structural collapse is measured; drawn in random order, so a
     smaller ``size`` gives a prefix of a larger one."""
     if size < 1:
-        raise ValueError(f"size={size} is invalid: the probe set needs at least 1 image")
+        raise ConfigError(f"size={size} is invalid: the probe set needs at least 1 image")
     retained = retain_indices(num_train, forget_idx)
     g = torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)
     order = torch.randperm(retained.numel(), generator=g)[:size]

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from stakes_core.data.base import DATASETS, Augmentation, ImageDataset
 from stakes_core.data.batches import channel_mean_std
 from stakes_core.data.errors import DatasetFormatError, DatasetNotFoundError
+from stakes_core.infra.errors import ConfigError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 
@@ -47,8 +48,8 @@ def _read(paths: list[Path], image_size: int, channels: int) -> torch.Tensor:
     out = torch.empty((len(paths), channels, image_size, image_size), dtype=torch.uint8)
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                image = image.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            with Image.open(path) as opened:
+                image = opened.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
                 pixels = np.array(image, dtype=np.uint8).reshape(image_size, image_size, channels)
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise DatasetFormatError(f"cannot read image {path}: {err}") from None
@@ -90,11 +91,11 @@ def load_image_folder(
     uint8 images; mean/std come from the training images. Unknown keyword arguments are
     ignored; ``test_fraction`` and ``split_seed`` only matter without a train/test layout."""
     if root is None:
-        raise ValueError("the imagefolder dataset needs root=<folder of class sub-folders>")
+        raise ConfigError("the imagefolder dataset needs root=<folder of class sub-folders>")
     if channels not in (1, 3):
-        raise ValueError(f"channels={channels} is invalid: choose 1 (grayscale) or 3 (RGB)")
+        raise ConfigError(f"channels={channels} is invalid: choose 1 (grayscale) or 3 (RGB)")
     if image_size < 1:
-        raise ValueError(f"image_size={image_size} is invalid: it must be a positive number of pixels")
+        raise ConfigError(f"image_size={image_size} is invalid: it must be a positive number of pixels")
     folder = Path(root)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"image folder {folder} does not exist: expected {folder}/<class>/<image>")
@@ -108,7 +109,7 @@ def load_image_folder(
             )
     else:
         if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction={test_fraction} is invalid: choose 0 < test_fraction < 1")
+            raise ConfigError(f"test_fraction={test_fraction} is invalid: choose 0 < test_fraction < 1")
         classes, paths, labels = _scan(folder)
         train_paths, train_labels, test_paths, test_labels = _split(paths, labels, test_fraction, split_seed)
     train_images = _read(train_paths, image_size, channels)

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from stakes_core.analysis import CollapseCurve, TradeoffPoint
 from stakes_core.figures.style import finish, method_color, method_label
+from stakes_core.infra.errors import ConfigError
 
 KEY_TITLES = {"mean_collapse": "structural collapse (mean over steps)", "final_collapse": "structural collapse (final)"}
 
@@ -40,7 +41,7 @@ def collapse_curves_figure(curves: Sequence[CollapseCurve], view: str = "backbon
 def collapse_tradeoff_figure(points: Sequence[TradeoffPoint], key: str = "mean_collapse") -> go.Figure:
     """Each (run, method) as a point: collapse against trade-off accuracy, with Spearman ρ."""
     if key not in KEY_TITLES:
-        raise ValueError(f"key '{key}' is not one of {', '.join(KEY_TITLES)}")
+        raise ConfigError(f"key '{key}' is not one of {', '.join(KEY_TITLES)}")
     figure = go.Figure()
     for method in dict.fromkeys(p.method for p in points):
         chosen = [p for p in points if p.method == method]
@@ -50,7 +51,8 @@ def collapse_tradeoff_figure(points: Sequence[TradeoffPoint], key: str = "mean_c
                 name=method_label(method), marker={"color": method_color(method), "size": 10, "line": {"width": 1}},
                 customdata=[(p.k, p.seed, p.test_acc) for p in chosen],
                 hovertemplate=(
-                    f"<b>{method_label(method)}</b> k=%{{customdata[0]}}, seed %{{customdata[1]}}<br>collapse %{{x:.4f}}"
+                    f"<b>{method_label(method)}</b> k=%{{customdata[0]}}, seed %{{customdata[1]}}"
+                    "<br>collapse %{x:.4f}"
                     "<br>retain − forget accuracy %{y:.1f} %<br>test accuracy %{customdata[2]:.1f} %<extra></extra>"
                 ),
             )

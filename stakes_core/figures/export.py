@@ -7,10 +7,12 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from stakes_core.infra.errors import ConfigError, StakesError
+
 EXPORT_FORMATS = ("auto", "html", "png", "svg")
 
 
-class StaticExportUnavailable(RuntimeError):
+class StaticExportUnavailable(StakesError, RuntimeError):
     """PNG/SVG export was asked for but kaleido cannot run here."""
 
 
@@ -23,7 +25,7 @@ def save_figures(
     ``auto`` falls back to HTML only when static export cannot run and returns the reason;
     ``png``/``svg`` raise :class:`StaticExportUnavailable` instead."""
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"format '{format}' is not one of {', '.join(EXPORT_FORMATS)}")
+        raise ConfigError(f"format '{format}' is not one of {', '.join(EXPORT_FORMATS)}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -40,8 +42,10 @@ def save_figures(
     try:
         pio.write_images(list(figures.values()), paths, scale=scale)
     except Exception as error:  # kaleido reports a missing browser in several exception types
-        reason = f"static export unavailable ({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = f"static export unavailable ({type(error).__name__}: {first_line})"
         if format != "auto":
-            raise StaticExportUnavailable(f"{reason}; install Chromium (apt-get install chromium) or run plotly_get_chrome") from None
+            how = "install Chromium (apt-get install chromium) or run plotly_get_chrome"
+            raise StaticExportUnavailable(f"{reason}; {how}") from None
         return written, reason
     return written + paths, None

@@ -53,7 +53,9 @@ def framed(image_rgb: np.ndarray, color: Sequence[int] | None, size: int = CELL_
     return big
 
 
-def _image_grid(cells: list[list[tuple[np.ndarray, str]]], column_titles: list[str], row_titles: list[str]) -> go.Figure:
+def _image_grid(
+    cells: list[list[tuple[np.ndarray, str]]], column_titles: list[str], row_titles: list[str]
+) -> go.Figure:
     rows, columns = len(cells), len(column_titles)
     figure = make_subplots(
         rows, columns, column_titles=column_titles, horizontal_spacing=0.01, vertical_spacing=0.02 / max(1, rows / 8),

@@ -67,5 +67,5 @@ def anchor_similarity_figure(similarity: torch.Tensor, classes: Sequence[str], e
     figure.update_yaxes(autorange="reversed", scaleanchor="x")
     figure.update_xaxes(tickangle=-45)
     source = f" ({encoder})" if encoder else ""
-    return finish(figure, f"Anchor-to-anchor similarity{source}", f"mean off-diagonal cosine {mean_off_diagonal(similarity):.2f}" if len(names) > 1 else "",
-                  height=max(440, 140 + 18 * len(names)))
+    subtitle = f"mean off-diagonal cosine {mean_off_diagonal(similarity):.2f}" if len(names) > 1 else ""
+    return finish(figure, f"Anchor-to-anchor similarity{source}", subtitle, height=max(440, 140 + 18 * len(names)))

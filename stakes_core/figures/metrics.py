@@ -13,7 +13,8 @@ from stakes_core.figures.style import KIND_LABELS, finish, method_color, method_
 def retrieval_metrics_figure(view: RetrievalView) -> go.Figure:
     """One panel per query group (forgotten, retained, test); bars per metric and model."""
     groups = [g for g in KIND_LABELS if any(g in per_model for per_model in view.metrics.values())]
-    figure = make_subplots(1, len(groups), shared_yaxes=True, subplot_titles=[f"{KIND_LABELS[g]} queries" for g in groups])
+    titles = [f"{KIND_LABELS[g]} queries" for g in groups]
+    figure = make_subplots(1, len(groups), shared_yaxes=True, subplot_titles=titles)
     for column, group in enumerate(groups, start=1):
         for model, per_group in view.metrics.items():
             values = per_group[group]
@@ -21,7 +22,9 @@ def retrieval_metrics_figure(view: RetrievalView) -> go.Figure:
                 go.Bar(
                     x=list(values), y=list(values.values()), name=method_label(model), legendgroup=model,
                     showlegend=column == 1, marker_color=method_color(model),
-                    hovertemplate=f"{method_label(model)}, {KIND_LABELS[group]} queries<br>%{{x}} = %{{y:.1f}} %<extra></extra>",
+                    hovertemplate=(
+                        f"{method_label(model)}, {KIND_LABELS[group]} queries<br>%{{x}} = %{{y:.1f}} %<extra></extra>"
+                    ),
                 ),
                 1, column,
             )

@@ -1,8 +1,9 @@
 """Every figure of one or several saved runs, written to disk (``stakes figures RUN_DIR``).
 
 Figures across runs (collapse curves, collapse against trade-off) use every run found under the
-path; the per-model analyses (affinities, embedding, Grad-CAM, retrieval, privacy) run for each
-run whose unlearned models were saved. Timings and the numbers behind the bar charts go to
+path; the per-model analyses (affinities, embedding, Grad-CAM, retrieval, privacy) and every
+figure registered with :func:`~stakes_core.figures.registry.register_figure` run for each run
+whose unlearned models were saved. Timings and the numbers behind the bar charts go to
 ``analysis.json`` beside each run's figures.
 """
 
@@ -37,6 +38,7 @@ from stakes_core.figures.export import save_figures
 from stakes_core.figures.grids import gradcam_grid_figure, retrieval_grid_figure
 from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_similarity_figure
 from stakes_core.figures.metrics import privacy_figure, retrieval_metrics_figure
+from stakes_core.figures.registry import FIGURES
 from stakes_core.run.results import RunResult, RunResultError, find_runs
 
 LAYOUT_PER_KIND = 300
@@ -82,13 +84,17 @@ def write_report(
     timed = _timer(report.seconds)
     figures = {
         "collapse_curves": timed("collapse curves", lambda: collapse_curves_figure(collapse_curves(runs, methods))),
-        "collapse_vs_tradeoff": timed("collapse vs trade-off", lambda: collapse_tradeoff_figure(tradeoff_points(runs, methods))),
+        "collapse_vs_tradeoff": timed(
+            "collapse vs trade-off", lambda: collapse_tradeoff_figure(tradeoff_points(runs, methods))
+        ),
     }
     projector = collapse_curves(runs, methods, view="projector")
     if projector:
         figures["collapse_curves_projector"] = collapse_curves_figure(projector, view="projector")
     _save(report, figures, out, format)
-    report.notes += [f"{d}: no saved models (run without --no-models to analyse them)" for d in directories if d not in analysable]
+    report.notes += [
+        f"{d}: no saved models (run without --no-models to analyse them)" for d in directories if d not in analysable
+    ]
     for directory in tqdm(analysable, desc="figures", disable=not progress or len(analysable) < 2):
         run = chosen_run or load_run(directory, device=device)
         target = out if directory == path else out / directory.relative_to(path)
@@ -110,7 +116,10 @@ def _run_figures(
             anchor_similarity(run.context.anchors.cpu()), run.dataset.classes, run.result.config["encoder"]
         )
     }
-    bar = tqdm(total=2 * len(methods) + 3, desc=f"analyses of {run.directory.name}", disable=not progress)
+    registered = FIGURES.names()
+    bar = tqdm(
+        total=2 * len(methods) + 3 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
+    )
     for method in methods:
         view = timed(f"affinity {method}", lambda: affinity_view(run, method, chosen))
         figures[f"affinity_{method}"] = affinity_heatmaps_figure(view)
@@ -123,17 +132,24 @@ def _run_figures(
     bar.update()
     retrieval = timed("retrieval", lambda: retrieval_view(run, methods, seed=seed))
     figures["retrieval_metrics"] = retrieval_metrics_figure(retrieval)
-    shown = [retrieval.query_kinds.index(kind) for kind in ("forget", "retained", "test") if kind in retrieval.query_kinds]
-    figures["retrieval_topk"] = retrieval_grid_figure(retrieval, retrieval_images(run, retrieval, shown), shown, run.dataset.classes)
+    kinds = retrieval.query_kinds
+    shown = [kinds.index(kind) for kind in ("forget", "retained", "test") if kind in kinds]
+    figures["retrieval_topk"] = retrieval_grid_figure(
+        retrieval, retrieval_images(run, retrieval, shown), shown, run.dataset.classes
+    )
     bar.update()
     privacy = timed("privacy", lambda: privacy_view(run, methods, seed=seed))
     figures["privacy"] = privacy_figure(privacy)
     bar.update()
+    for name in registered:
+        figures[name] = timed(f"figure {name}", lambda: FIGURES.get(name)(run))
+        bar.update()
     bar.close()
     _save(report, figures, out, format)
     summary = {
         "run": str(run.directory), "methods": methods, "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "retrieval": retrieval.table(), "privacy": {"mia_efficacy": privacy.mia_efficacy, "attack_acc": privacy.attack_acc},
+        "retrieval": retrieval.table(),
+        "privacy": {"mia_efficacy": privacy.mia_efficacy, "attack_acc": privacy.attack_acc},
         "instances": {"kinds": list(chosen.kinds), "indices": list(chosen.indices)},
     }
     (out / "analysis.json").write_text(json.dumps(summary, indent=2))

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import ContextManager, TypeVar
 
 import torch
 
+from stakes_core.infra.errors import ConfigError
+
 PRECISIONS = ("fp32", "bf16")
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Acceleration:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
 
     def autocast(self, device: str) -> ContextManager:
         """Autocast to bf16 on ``device`` when asked for, else a no-op context."""
@@ -37,7 +41,7 @@ class Acceleration:
             return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def model(self, model: M) -> M:
         """``model`` converted in place to channels_last when asked for (returned for chaining)."""
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 

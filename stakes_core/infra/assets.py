@@ -9,12 +9,18 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from stakes_core.infra.errors import StakesError
+
+
+class AssetNotFoundError(StakesError, FileNotFoundError):
+    """A file that should ship with stakes is missing: the installation is incomplete."""
+
 
 def asset_path(*parts: str) -> Path:
     """Path of a shipped asset, e.g. ``asset_path("descriptions", "digits.json")``."""
     path = Path(str(resources.files("stakes_assets").joinpath(*parts)))
     if not path.exists():
-        raise FileNotFoundError(f"shipped asset {'/'.join(parts)} is missing from this installation")
+        raise AssetNotFoundError(f"shipped asset {'/'.join(parts)} is missing from this installation")
     return path
 
 

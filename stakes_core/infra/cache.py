@@ -19,8 +19,10 @@ from typing import Any
 import platformdirs
 import torch
 
+from stakes_core.infra.errors import StakesError
 
-class CorruptCacheError(RuntimeError):
+
+class CorruptCacheError(StakesError, RuntimeError):
     """A cache entry exists but its checksum or content is wrong."""
 
 

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 
 from stakes_core.analysis import AffinityView, affinity_view, collapse_curves, load_run
 from stakes_core.figures import affinity_heatmaps_figure, collapse_curves_figure
+from stakes_core.infra.errors import ConfigError
 from stakes_core.lab.studies import FAST_EPOCHS, FAST_K
 from stakes_core.methods import METHODS, PAPER_METHODS, StepRecord
 from stakes_core.run.config import experiment_config, method_hyperparameters
@@ -100,7 +101,7 @@ class CollapseLesson:
         ``method`` without giving ``lr`` takes the preset's learning rate of that method."""
         unknown = set(settings) - set(self.settings)
         if unknown:
-            raise ValueError(f"unknown lesson setting(s) {', '.join(sorted(unknown))}; use {', '.join(self.settings)}")
+            raise ConfigError(f"unknown lesson setting(s) {', '.join(sorted(unknown))}; use {', '.join(self.settings)}")
         if "method" in settings and "lr" not in settings and settings["method"] != self.settings["method"]:
             settings["lr"] = float(method_hyperparameters(self.dataset, settings["method"])["lr"])
         self.settings.update(settings)
@@ -153,7 +154,7 @@ class CollapseLesson:
 
     def summary(self) -> str:
         """One markdown row per try: A_r, A_f, A_test, steps and collapse."""
-        lines = ["| try | A_r | A_f | A_test | steps | final collapse | mean collapse |", "|---|---|---|---|---|---|---|"]
+        lines = ["| try | A_r | A_f | A_test | steps | final collapse | mean collapse |", "|---" * 7 + "|"]
         for attempt in self.tries:
             m = attempt.metrics
             lines.append(f"| {attempt.label} | {m['retain_acc']:.1f} | {m['forget_acc']:.1f} | {m['test_acc']:.1f} | "
@@ -183,8 +184,10 @@ class CollapseLesson:
         bar = w.IntProgress(value=0, min=0, max=1, description="epochs")
         status = w.HTML("Choose settings and press <b>Unlearn</b>.")
         curve, heatmap, table = w.Output(), w.Output(), w.Output()
-        self._widgets = {"controls": controls, "button": button, "bar": bar, "status": status, "curve": curve, "heatmap": heatmap,
-                         "table": table}
+        self._widgets = {
+            "controls": controls, "button": button, "bar": bar, "status": status, "curve": curve, "heatmap": heatmap,
+            "table": table,
+        }
 
         def on_method(change: dict) -> None:
             controls["reg_lambda"].disabled = not has_reg_lambda(change["new"])

@@ -1,11 +1,14 @@
-"""Unlearning methods by name: ``create_method``, ``list_methods``, ``register_method``.
+"""Unlearning methods by name: ``create_method``, ``list_methods``, ``register_method``,
+``hyperparameters``.
 
 Each method lives in its own file over :class:`~stakes_core.methods.base.UnlearningMethod`;
-a user's own method is a subclass registered from outside the package::
+a user's own method is a subclass registered from outside the package, built from the pieces
+this package exports::
 
     @register_method
-    class MyMethod(UnlearningMethod):
+    class MyMethod(UnlearningMethod[ProxyConfig]):
         name = "mine"
+        config_class = ProxyConfig
         ...
 """
 
@@ -13,25 +16,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from stakes_core.infra.modules import eval_mode
 from stakes_core.infra.registry import Registry
-from stakes_core.methods.adv import Adv, ProxyConfig
-from stakes_core.methods.base import (
+from stakes_core.methods.adv import Adv
+from stakes_core.methods.base import LOOP_VERSION, MethodOutcome, StepCallback, UnlearningMethod
+from stakes_core.methods.config import (
+    Hyperparameter,
     MethodConfig,
-    MethodOutcome,
-    StepRecord,
-    UnlearnContext,
-    UnlearningMethod,
-    build_proxy_set,
+    ProxyConfig,
+    SGDMethodConfig,
+    describe,
+    hyperparameter,
+    new_default,
 )
+from stakes_core.methods.context import UnlearnContext
 from stakes_core.methods.l2ul import L2UL, L2ULConfig
-from stakes_core.methods.neggrad import NegGrad, SGDMethodConfig
+from stakes_core.methods.neggrad import NegGrad
 from stakes_core.methods.oracle import Oracle
-from stakes_core.methods.structguard import (
-    ProjectedClassifier,
-    Projector,
-    StructGuard,
-    StructGuardConfig,
+from stakes_core.methods.projector import ProjectedClassifier, Projector
+from stakes_core.methods.proxy import build_proxy_set
+from stakes_core.methods.structguard import StructGuard, StructGuardConfig
+from stakes_core.methods.timing import Timer
+from stakes_core.methods.training import (
+    distance_penalty,
+    forget_and_proxy_loss,
+    forget_batches,
+    paired_with_forget,
+    sgd_for,
+    trainable_copy,
 )
+from stakes_core.metrics.records import StepRecord
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
 
@@ -56,12 +70,21 @@ def create_method(name: str, **overrides: Any) -> UnlearningMethod:
 
 
 def list_methods() -> list[str]:
+    """The names of all registered methods, sorted."""
     return METHODS.names()
 
 
+def hyperparameters(method_name: str) -> list[Hyperparameter]:
+    """Every hyperparameter of a registered method, in its config's field order, with its
+    default, type, one-line help, dashboard flag and choices."""
+    return describe(METHODS.get(method_name).config_class)
+
+
 __all__ = [
-    "Adv", "L2UL", "L2ULConfig", "METHODS", "MethodConfig", "MethodOutcome", "NegGrad", "Oracle",
-    "PAPER_METHODS", "ProjectedClassifier", "Projector", "ProxyConfig", "SGDMethodConfig", "StepRecord",
-    "StructGuard", "StructGuardConfig", "UnlearnContext", "UnlearningMethod", "build_proxy_set",
-    "create_method", "list_methods", "register_method",
+    "Adv", "Hyperparameter", "L2UL", "L2ULConfig", "LOOP_VERSION", "METHODS", "MethodConfig", "MethodOutcome",
+    "NegGrad", "Oracle", "PAPER_METHODS", "ProjectedClassifier", "Projector", "ProxyConfig", "SGDMethodConfig",
+    "StepCallback", "StepRecord", "StructGuard", "StructGuardConfig", "Timer", "UnlearnContext", "UnlearningMethod",
+    "build_proxy_set", "create_method", "distance_penalty", "eval_mode", "forget_and_proxy_loss", "forget_batches",
+    "hyperparameter", "hyperparameters", "list_methods", "new_default", "paired_with_forget", "register_method",
+    "sgd_for", "trainable_copy",
 ]

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
-from stakes_core.methods.adv import Adv, ProxyConfig, proxy_and_forget_loss
-from stakes_core.methods.base import (
-    UnlearnContext,
+from stakes_core.methods.adv import Adv
+from stakes_core.methods.config import ProxyConfig, hyperparameter
+from stakes_core.methods.context import UnlearnContext
+from stakes_core.methods.training import (
+    Batch,
+    LossAndTerms,
+    ProxyBatch,
     distance_penalty,
     forget_batches,
     trainable_copy,
@@ -23,10 +27,15 @@ from stakes_core.methods.base import (
 
 @dataclass
 class L2ULConfig(ProxyConfig):
-    reg_lambda: float = 1.0
+    """Adv's hyperparameters and the weight of the importance regulariser."""
+
+    reg_lambda: float = hyperparameter(
+        1.0, "weight λ of the importance-weighted distance to the original weights; higher holds the model closer",
+        key=True,
+    )
 
 
-def mas_importance(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def mas_importance(model: torch.nn.Module, batches: list[Batch]) -> dict[str, torch.Tensor]:
     """L2UL's importance: MAS gradients on the forget set, normalised to [0, 1] and inverted."""
     probe = trainable_copy(model)
     raw = {name: torch.zeros_like(p) for name, p in probe.named_parameters()}
@@ -47,6 +56,7 @@ def mas_importance(model: torch.nn.Module, batches: list[tuple[torch.Tensor, tor
 class L2UL(Adv):
     name = "l2ul"
     config_class = L2ULConfig
+    config: L2ULConfig
 
     def setup(self, ctx: UnlearnContext) -> None:
         super().setup(ctx)
@@ -54,8 +64,8 @@ class L2UL(Adv):
             self.importance = mas_importance(self.model, forget_batches(ctx, self.config.batch_size))
         self.reference = {name: p.detach().clone() for name, p in self.model.named_parameters()}
 
-    def loss(self, ctx, batch, epoch, index, step):
-        total, terms = proxy_and_forget_loss(self.model, batch)
+    def loss(self, ctx: UnlearnContext, batch: ProxyBatch, epoch: int, index: int, step: int) -> LossAndTerms:
+        total, terms = super().loss(ctx, batch, epoch, index, step)
         penalty = distance_penalty(self.model, self.reference, self.importance)
         terms["reg"] = penalty.detach()
         return total + self.config.reg_lambda * penalty, terms

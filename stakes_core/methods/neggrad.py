@@ -6,30 +6,15 @@ Maximises the cross-entropy of the forget instances with SGD (momentum 0.9, weig
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable
-
-import torch
 import torch.nn.functional as F
 
-from stakes_core.methods.base import (
-    MethodConfig,
-    UnlearnContext,
-    UnlearningMethod,
-    forget_batches,
-    trainable_copy,
-)
+from stakes_core.methods.base import UnlearningMethod
+from stakes_core.methods.config import SGDMethodConfig
+from stakes_core.methods.context import UnlearnContext
+from stakes_core.methods.training import Batch, LossAndTerms, forget_batches, sgd_for, trainable_copy
 
 
-@dataclass
-class SGDMethodConfig(MethodConfig):
-    """The baselines' optimiser: SGD with momentum and weight decay."""
-
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-
-
-class NegGrad(UnlearningMethod):
+class NegGrad(UnlearningMethod[SGDMethodConfig]):
     name = "neggrad"
     config_class = SGDMethodConfig
     stop_every = "epoch"
@@ -38,14 +23,10 @@ class NegGrad(UnlearningMethod):
         self.model = trainable_copy(ctx.original)
         self.optimizer = sgd_for(self.model.parameters(), self.config)
 
-    def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterable[Any]:
+    def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> list[Batch]:
         return forget_batches(ctx, self.config.batch_size)
 
-    def loss(self, ctx, batch, epoch, index, step):
+    def loss(self, ctx: UnlearnContext, batch: Batch, epoch: int, index: int, step: int) -> LossAndTerms:
         xf, yf = batch
         ascent = -F.cross_entropy(self.model(xf), yf)
         return ascent, {"forget_ce": -ascent.detach()}
-
-
-def sgd_for(parameters, config: SGDMethodConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)

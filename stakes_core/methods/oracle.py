@@ -8,22 +8,22 @@ instance-wise setting forbids the retain set — but shows what access to it buy
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from stakes_core.data import retain_indices, to_float
-from stakes_core.methods.base import (
-    UnlearnContext,
-    UnlearningMethod,
-    forget_batches,
-    trainable_copy,
-)
-from stakes_core.methods.neggrad import SGDMethodConfig, sgd_for
+from stakes_core.methods.base import UnlearningMethod
+from stakes_core.methods.config import SGDMethodConfig
+from stakes_core.methods.context import UnlearnContext
+from stakes_core.methods.training import LossAndTerms, forget_batches, sgd_for, trainable_copy
+
+RetainBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""Retained images, their labels, forget images, their labels."""
 
 
-class Oracle(UnlearningMethod):
+class Oracle(UnlearningMethod[SGDMethodConfig]):
     name = "oracle"
     config_class = SGDMethodConfig
 
@@ -33,7 +33,7 @@ class Oracle(UnlearningMethod):
         self.retain = retain_indices(ctx.dataset.num_train, ctx.forget_idx)
         self.generator = torch.Generator().manual_seed(ctx.seed)
 
-    def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterable[Any]:
+    def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterator[RetainBatch]:
         order = self.retain[torch.randperm(self.retain.numel(), generator=self.generator)]
         forget = itertools.cycle(forget_batches(ctx, self.config.batch_size))
         size = self.config.batch_size
@@ -42,7 +42,7 @@ class Oracle(UnlearningMethod):
             xr = to_float(ctx.dataset.train_images[idx]).to(ctx.device)
             yield xr, ctx.dataset.train_labels[idx].to(ctx.device), *next(forget)
 
-    def loss(self, ctx, batch, epoch, index, step):
+    def loss(self, ctx: UnlearnContext, batch: RetainBatch, epoch: int, index: int, step: int) -> LossAndTerms:
         xr, yr, xf, yf = batch
         forget_ce = F.cross_entropy(self.model(xf), yf)
         retain_ce = F.cross_entropy(self.model(xr), yr)

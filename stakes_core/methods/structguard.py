@@ -47,38 +47,78 @@ import contextlib
 import copy
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stakes_core.methods.adv import ProxyConfig
-from stakes_core.methods.base import (
-    UnlearnContext,
-    UnlearningMethod,
+from stakes_core.infra.errors import ConfigError
+from stakes_core.methods.base import UnlearningMethod
+from stakes_core.methods.config import ProxyConfig, hyperparameter, new_default
+from stakes_core.methods.context import UnlearnContext
+from stakes_core.methods.importance import BatchStatsRecorder, cycle_visits
+from stakes_core.methods.projector import ProjectedClassifier, Projector
+from stakes_core.methods.training import (
+    LossAndTerms,
+    ProxyBatch,
     distance_penalty,
+    forget_and_proxy_loss,
     paired_with_forget,
     trainable_copy,
 )
 from stakes_core.metrics.structure import Embedder, affinities, structure_discrepancy
 
+if TYPE_CHECKING:
+    from stakes_core.models.protocol import BackboneModule
+
 
 @dataclass
 class StructGuardConfig(ProxyConfig):
-    lr: float = 0.005
-    projector_lr: float = 0.009
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    pgd_eps: float = 3.0
-    stop_from_epoch: int = 1
-    reg_lambda: float = 1.0
-    align_weight: float = 1.0
-    cr_weight: float = 0.001
-    cr_l1_ratio: float = 0.99
-    proxy_source: str = "original"
-    reg_schedule: str = "every_step"
-    importance: str = "one_pass"
+    """StructGuard's hyperparameters: the proxy set's, other defaults for the shared ones, the
+    projector's learning rate, the loss weights and the options for the released code's quirks."""
+
+    lr: float = new_default(ProxyConfig, "lr", 0.005)
+    projector_lr: float = hyperparameter(
+        0.009, "SGD learning rate of the projector p; higher moves the deployed path h∘p∘g faster", key=True
+    )
+    momentum: float = new_default(ProxyConfig, "momentum", 0.0)
+    weight_decay: float = new_default(ProxyConfig, "weight_decay", 0.0)
+    pgd_eps: float = new_default(ProxyConfig, "pgd_eps", 3.0)
+    stop_from_epoch: int = new_default(ProxyConfig, "stop_from_epoch", 1)
+    reg_lambda: float = hyperparameter(
+        1.0,
+        "weight λ of L_reg, the importance-weighted distance to the original weights; higher holds the model closer",
+        key=True,
+    )
+    align_weight: float = hyperparameter(
+        1.0,
+        "weight of L_align, the proxy images' anchor affinities against the original's; higher keeps structure closer",
+        key=True,
+    )
+    cr_weight: float = hyperparameter(
+        0.001, "weight of the elastic-net term on the classifier weights; higher shrinks the head's weights more",
+        key=True,
+    )
+    cr_l1_ratio: float = hyperparameter(
+        0.99, "share ρ of L1 in the elastic-net term, 0 to 1 (0: squared L2 only, 1: L1 only)"
+    )
+    proxy_source: str = hyperparameter(
+        "original",
+        "model the proxy set attacks: original (the paper) or l2ul (the L2UL-unlearned model, as released, Q1)",
+        choices=("original", "l2ul"),
+    )
+    reg_schedule: str = hyperparameter(
+        "every_step",
+        "when L_reg applies: every_step once importance exists, or authors (skips batches 0-1 of each epoch, Q3)",
+        choices=("every_step", "authors"),
+    )
+    importance: str = hyperparameter(
+        "one_pass",
+        "estimate of I = E|dL_align/dψ|: one_pass over the proxy set, authors (the released estimate in one pass) "
+        "or authors_cycling (its literal loop, slow), Q6",
+        choices=("one_pass", "authors", "authors_cycling"),
+    )
 
     @classmethod
     def as_released(cls, **overrides: Any) -> "StructGuardConfig":
@@ -89,55 +129,18 @@ class StructGuardConfig(ProxyConfig):
         return cls(**{**quirks, **overrides})
 
 
-class Projector(nn.Module):
-    """``p_ω``: ``Linear(d, a) → BatchNorm1d → ReLU → Linear(a, d)``, randomly initialised."""
-
-    def __init__(self, feature_dim: int, anchor_dim: int) -> None:
-        super().__init__()
-        self.hidden = nn.Sequential(nn.Linear(feature_dim, anchor_dim), nn.BatchNorm1d(anchor_dim), nn.ReLU())
-        self.out = nn.Linear(anchor_dim, feature_dim)
-        self.align_on_output = feature_dim == anchor_dim
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.outputs_and_view(features)[0]
-
-    def outputs_and_view(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The projected features (fed to the head) and the embedding the structure uses."""
-        hidden = self.hidden(features)
-        out = self.out(hidden)
-        return out, out if self.align_on_output else hidden
-
-
-class ProjectedClassifier(nn.Module):
-    """The deployed StructGuard model ``h∘p∘g``; ``features`` is still the backbone's g."""
-
-    def __init__(self, backbone: nn.Module, projector: Projector) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.projector = projector
-
-    @property
-    def classifier(self) -> nn.Linear:
-        return self.backbone.classifier
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.classifier(self.projector(self.backbone.features(x)))
-
-
-class StructGuard(UnlearningMethod):
+class StructGuard(UnlearningMethod[StructGuardConfig]):
     name = "structguard"
     config_class = StructGuardConfig
 
     def setup(self, ctx: UnlearnContext) -> None:
         cfg = self.config
-        self._check_options()
         attacked = None
         if cfg.proxy_source == "l2ul":
             if "l2ul" not in ctx.unlearned:
-                raise ValueError("proxy_source='l2ul' needs the l2ul method to run before structguard in the same experiment")
+                raise ConfigError(
+                    "proxy_source='l2ul' needs the l2ul method to run before structguard in the same experiment"
+                )
             attacked = ctx.unlearned["l2ul"]
         self.proxy_images, self.proxy_targets = ctx.proxy_set(
             cfg.n_adv, cfg.pgd, cfg.target_rule, self.timer, attacked=attacked
@@ -157,22 +160,11 @@ class StructGuard(UnlearningMethod):
         self.reference = {name: p.detach().clone() for name, p in self.model.named_parameters()}
         self.importance: dict[str, torch.Tensor] | None = None
 
-    def _check_options(self) -> None:
-        choices = {
-            "proxy_source": ("original", "l2ul"),
-            "reg_schedule": ("every_step", "authors"),
-            "importance": ("one_pass", "authors", "authors_cycling"),
-        }
-        for option, allowed in choices.items():
-            value = getattr(self.config, option)
-            if value not in allowed:
-                raise ValueError(f"structguard {option}='{value}' is not one of {', '.join(allowed)}")
-
     def deployed(self) -> nn.Module:
         return self.classifier_model
 
     @classmethod
-    def deployed_architecture(cls, original: nn.Module, anchor_dim: int) -> nn.Module:
+    def deployed_architecture(cls, original: BackboneModule, anchor_dim: int) -> nn.Module:
         return ProjectedClassifier(copy.deepcopy(original), Projector(original.feature_dim, anchor_dim))
 
     def train_mode(self) -> None:
@@ -184,7 +176,7 @@ class StructGuard(UnlearningMethod):
         views["projector"] = lambda x: self.projector.outputs_and_view(self.model.features(x))[1]
         return views
 
-    def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterable[Any]:
+    def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterator[ProxyBatch]:
         return paired_with_forget(ctx, self.proxy_images, self.proxy_targets, self.config.batch_size)
 
     def original_structure(self, ctx: UnlearnContext, x: torch.Tensor) -> torch.Tensor:
@@ -195,15 +187,16 @@ class StructGuard(UnlearningMethod):
                 features = features @ ctx.projection.to(features.device)
             return affinities(features, ctx.anchors)
 
-    def alignment_loss(self, ctx: UnlearnContext, x: torch.Tensor, projector: Projector) -> tuple[torch.Tensor, torch.Tensor]:
+    def alignment_loss(
+        self, ctx: UnlearnContext, x: torch.Tensor, projector: Projector
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``L_align`` of a proxy batch, and the projected features (for ``L_ret``)."""
         out, view = projector.outputs_and_view(self.model.features(x))
         return structure_discrepancy(self.original_structure(ctx, x), affinities(view, ctx.anchors)), out
 
-    def loss(self, ctx, batch, epoch, index, step):
+    def loss(self, ctx: UnlearnContext, batch: ProxyBatch, epoch: int, index: int, step: int) -> LossAndTerms:
         cfg = self.config
         xa, ta, xf, yf = batch
-        nf, na = xf.shape[0], xa.shape[0]
         if self.importance is None and self._importance_due(epoch, index, step):
             # before this step's forward passes: the estimate touches batch-norm buffers
             with self.timer.phase("importance"):
@@ -213,8 +206,12 @@ class StructGuard(UnlearningMethod):
         proxy_ce = F.cross_entropy(self.model.classifier(projected), ta)
         weight = self.model.classifier.weight
         elastic = cfg.cr_l1_ratio * weight.abs().sum() + 0.5 * (1 - cfg.cr_l1_ratio) * weight.pow(2).sum()
-        total = -forget_ce * nf / (nf + na) + proxy_ce * na / (nf + na) + cfg.align_weight * align + cfg.cr_weight * elastic
-        terms = {"forget_ce": forget_ce.detach(), "proxy_ce": proxy_ce.detach(), "align": align.detach(), "classifier_reg": elastic.detach()}
+        total = forget_and_proxy_loss(forget_ce, proxy_ce, xf.shape[0], xa.shape[0])
+        total = total + cfg.align_weight * align + cfg.cr_weight * elastic
+        terms = {
+            "forget_ce": forget_ce.detach(), "proxy_ce": proxy_ce.detach(), "align": align.detach(),
+            "classifier_reg": elastic.detach(),
+        }
         if self.importance is not None and self._regularised(index):
             penalty = distance_penalty(self.model, self.reference, self.importance)
             total = total + cfg.reg_lambda * penalty
@@ -263,54 +260,3 @@ class StructGuard(UnlearningMethod):
                     buffer.copy_(saved_buffers[name])
         seen = sum(sizes[v] for v in visits)
         return {name: total / seen for name, total in totals.items()}
-
-
-def cycle_visits(batch_sizes: list[int], target: int) -> list[int]:
-    """Batch indices in the order the authors' loop visits them: cycling the batches until at
-    least ``target`` samples were seen (the last visit may overshoot)."""
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise ValueError(f"batch sizes must be positive, got {batch_sizes}")
-    visits, seen = [], 0
-    while seen < max(target, 1):
-        visits.append(len(visits) % len(batch_sizes))
-        seen += batch_sizes[visits[-1]]
-    return visits
-
-
-class BatchStatsRecorder:
-    """Records, under a key, the per-channel batch mean and unbiased variance that each
-    train-mode batch-norm layer of a model normalises with during a forward pass;
-    ``replay`` applies the running-statistics updates that recorded passes made, again."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        self.batches: dict[int, list[tuple[nn.Module, torch.Tensor, torch.Tensor]]] = {}
-
-    @contextlib.contextmanager
-    def recording(self, key: int) -> Iterator[None]:
-        """Record the forward passes run inside the block under ``key``."""
-        records = self.batches.setdefault(key, [])
-
-        @torch.no_grad()
-        def hook(layer: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if layer.training:
-                x = inputs[0].detach().float()
-                dims = [d for d in range(x.dim()) if d != 1]
-                records.append((layer, x.mean(dims), x.var(dims, unbiased=True)))
-
-        handles = [layer.register_forward_pre_hook(hook) for layer in self.layers]
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    @staticmethod
-    def replay(batches: list[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]]) -> None:
-        """Apply the running-statistics updates that the recorded forward passes made, again."""
-        for stats in batches:
-            for layer, mean, var in stats:
-                layer.num_batches_tracked += 1
-                factor = layer.momentum if layer.momentum is not None else 1.0 / float(layer.num_batches_tracked)
-                layer.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-                layer.running_var.mul_(1 - factor).add_(var, alpha=factor)

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from stakes_core.data import ImageDataset, retain_indices, to_float
+from stakes_core.infra.modules import eval_mode
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,7 +53,9 @@ def correct_fraction(
     return torch.stack(hits).sum().float() / labels.numel()
 
 
-def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512, device: str = "cpu") -> float:
+def accuracy(
+    model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512, device: str = "cpu"
+) -> float:
     """Top-1 accuracy in percent."""
     return 100.0 * correct_fraction(model, images, labels, batch_size, device).item()
 
@@ -61,16 +64,13 @@ def evaluate(
     model: torch.nn.Module, dataset: ImageDataset, forget_idx: torch.Tensor, batch_size: int = 512, device: str = "cpu"
 ) -> dict[str, float]:
     """retain/forget/test accuracy and deletion rate of ``model`` (put in eval mode, then restored)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         keep = retain_indices(dataset.num_train, forget_idx)
-        forget_acc = accuracy(model, dataset.train_images[forget_idx], dataset.train_labels[forget_idx], batch_size, device)
+        forget_acc = accuracy(model, dataset.train_images[forget_idx], dataset.train_labels[forget_idx],
+            batch_size, device)
         return {
             "retain_acc": accuracy(model, dataset.train_images[keep], dataset.train_labels[keep], batch_size, device),
             "forget_acc": forget_acc,
             "test_acc": accuracy(model, dataset.test_images, dataset.test_labels, batch_size, device),
             "deletion_rate": 100.0 - forget_acc,
         }
-    finally:
-        model.train(was_training)

@@ -12,14 +12,28 @@ set of retained training instances: 0 when every instance keeps its affinity pro
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol, TypeGuard
 
 import torch
 import torch.nn.functional as F
 
 from stakes_core.data import to_float
+from stakes_core.infra.modules import eval_mode
 
 Embedder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FeatureModel(Protocol):
+    """A model with backbone features ``features(x)``: every backbone
+    (:class:`~stakes_core.models.protocol.Backbone`) and StructGuard's deployed h∘p∘g."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled penultimate embedding g(x)."""
+
+
+def has_features(model: object) -> TypeGuard[FeatureModel]:
+    """Whether ``model`` has a callable ``features`` (a method or a submodule)."""
+    return callable(getattr(model, "features", None))
 
 
 def affinities(embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -52,6 +66,8 @@ def projection_for(feature_dim: int, anchor_dim: int, seed: int) -> torch.Tensor
 
 def backbone_embedder(model: torch.nn.Module, projection: torch.Tensor | None) -> Embedder:
     """Embedding used to compare every method: backbone features ``g(x)``, through ``R`` if set."""
+    if not has_features(model):
+        raise TypeError(f"{type(model).__name__} has no features(x): it is not a backbone")
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         features = model.features(x)
@@ -87,15 +103,11 @@ class StructureProbe:
     @torch.no_grad()
     def structure(self, embed: Embedder, model: torch.nn.Module) -> torch.Tensor:
         """Affinity matrix of the probe images under ``embed`` (``model`` is put in eval mode)."""
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             rows = [
                 affinities(embed(self.images[i : i + self.batch_size].to(self.device)), self.anchors)
                 for i in range(0, self.images.shape[0], self.batch_size)
             ]
-        finally:
-            model.train(was_training)
         return torch.cat(rows)
 
     def collapse(self, embed: Embedder, model: torch.nn.Module) -> float:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from torch import nn
 
 from stakes_core.infra.registry import Registry
+from stakes_core.models.protocol import BACKBONE_MEMBERS, Backbone, is_backbone, missing_members
 from stakes_core.models.resnet import BasicBlock, Bottleneck, CifarResNet
+
+if TYPE_CHECKING:
+    from stakes_core.models.protocol import BackboneModule
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -33,20 +37,40 @@ def resnet18_narrow(
 
 
 def create_model(
-    name: str, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float], **kwargs
-) -> CifarResNet:
-    """Build the backbone ``name`` with random weights."""
-    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs)
+    name: str, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float], **kwargs: Any
+) -> BackboneModule:
+    """Build the backbone ``name`` with random weights; a factory whose model is not a
+    :class:`Backbone` ``nn.Module`` raises ``TypeError`` naming what it lacks."""
+    model = MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs)
+    if not is_backbone(model):
+        missing = missing_members(model)
+        lacks = f"it lacks {', '.join(missing)}" if missing else "it is not a torch.nn.Module"
+        raise TypeError(f"model factory '{name}' returned a {type(model).__name__} that is not a Backbone: {lacks}")
+    return model
 
 
 def list_models() -> list[str]:
+    """Names of every registered backbone, sorted."""
     return MODELS.names()
 
 
-def register_model(name: str, factory: Callable[..., nn.Module] | None = None):
-    """Add a backbone; the factory takes ``num_classes, in_channels, mean, std, **kwargs`` and
-    returns a module with ``features(x)``, ``classifier`` and ``feature_dim``."""
+def register_model(
+    name: str, factory: Callable[..., nn.Module] | None = None
+) -> Callable[..., nn.Module] | Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Add a backbone; usable directly or as a decorator.
+
+    The factory takes ``num_classes, in_channels, mean, std, **kwargs`` and returns a
+    ``torch.nn.Module`` that is a :class:`~stakes_core.models.protocol.Backbone`:
+
+    - ``features(x)``: the pooled penultimate embedding of images in [0, 1], ``N × feature_dim``;
+    - ``classifier``: the linear head (an ``nn.Linear``), so ``forward(x) == classifier(features(x))``;
+    - ``feature_dim``: the width of the features;
+    - ``forward(x)``: the logits;
+    - ``gradcam_layer(stage=None)``: the module Grad-CAM weighs (by default the last convolutional block).
+
+    :func:`create_model` checks this and names the missing members.
+    """
     return MODELS.register(name, factory)
 
 
-__all__ = ["CifarResNet", "MODELS", "create_model", "list_models", "register_model"]
+__all__ = ["BACKBONE_MEMBERS", "Backbone", "CifarResNet", "MODELS", "create_model", "list_models", "register_model"]

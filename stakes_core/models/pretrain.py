@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -18,8 +18,12 @@ from tqdm.auto import tqdm
 from stakes_core.data import ImageDataset, augment_batch, to_float
 from stakes_core.infra.accel import DEFAULT, Acceleration, synchronize
 from stakes_core.infra.cache import TensorCache, config_key
+from stakes_core.infra.errors import ConfigError
 from stakes_core.metrics.accuracy import accuracy
-from stakes_core.models import CifarResNet, create_model
+from stakes_core.models import create_model
+
+if TYPE_CHECKING:
+    from stakes_core.models.protocol import BackboneModule
 
 
 @dataclass
@@ -40,14 +44,14 @@ class PretrainConfig:
 class Pretrained:
     """A pretrained model with how it was made and how good it is."""
 
-    model: CifarResNet
+    model: BackboneModule
     config: PretrainConfig
     test_acc: float
     seconds: float
     from_cache: bool
 
 
-def build_model(config: PretrainConfig, dataset: ImageDataset) -> CifarResNet:
+def build_model(config: PretrainConfig, dataset: ImageDataset) -> BackboneModule:
     """A randomly initialised backbone shaped for ``dataset``."""
     return create_model(
         config.model, dataset.num_classes, dataset.image_shape[0], dataset.mean, dataset.std, **config.model_kwargs
@@ -61,7 +65,7 @@ def train_model(
     progress: bool = True,
     accel: Acceleration = DEFAULT,
     on_epoch: Callable[[int, int, float], None] | None = None,
-) -> tuple[CifarResNet, float]:
+) -> tuple[BackboneModule, float]:
     """Train a fresh model with the recipe; returns it (eval mode, on CPU) and the seconds spent.
 
     The uint8 training set is moved to ``device`` once and batches are scaled and augmented
@@ -69,7 +73,7 @@ def train_model(
     checkpoints (:func:`load_or_pretrain`) are always trained in fp32. ``on_epoch(done, total,
     loss)`` is called after every epoch (the dashboard's progress bar)."""
     if config.epochs < 1:
-        raise ValueError(f"epochs must be ≥ 1, got {config.epochs}")
+        raise ConfigError(f"epochs must be ≥ 1, got {config.epochs}")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = accel.model(build_model(config, dataset).to(device))

@@ -8,7 +8,8 @@
   ``w, 2w, 4w, 8w`` (default w=8, 64-d features): the offline default for 16×16 digits.
 
 Every model maps images in [0, 1] to logits; ``features(x)`` returns the pooled
-penultimate embedding (g_ψ in the paper) and ``classifier`` is the linear head (h_φ).
+penultimate embedding (g_ψ in the paper) and ``classifier`` is the linear head (h_φ): each is a
+:class:`~stakes_core.models.protocol.Backbone`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from stakes_core.infra.errors import ConfigError
 
 
 class BasicBlock(nn.Module):
@@ -65,6 +68,9 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std``; kept inside the model so inputs stay in [0, 1]."""
+
+    mean: torch.Tensor  # buffers (registered below, saved with the weights)
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -128,4 +134,14 @@ class CifarResNet(nn.Module):
         return torch.flatten(self.pool(out), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of images in [0, 1]."""
         return self.fc(self.features(x))
+
+    def gradcam_layer(self, stage: str | None = None) -> nn.Module:
+        """The last block of ``stage`` (``layer1`` … ``layer4``; by default ``layer4``, the last
+        convolutional block, whose maps are 2×2 on 16×16 digits; ``layer3`` gives finer ones)."""
+        stages = {"layer1": self.layer1, "layer2": self.layer2, "layer3": self.layer3, "layer4": self.layer4}
+        name = stage or "layer4"
+        if name not in stages:
+            raise ConfigError(f"{type(self).__name__} has no stage '{name}' for Grad-CAM (choose {', '.join(stages)})")
+        return stages[name][-1]

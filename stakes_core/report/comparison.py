@@ -54,7 +54,8 @@ class VariantComparison:
         for variant, cell in self.paired(metric, reference).items():
             low, high = mean_interval(cell.values)
             per_seed = ", ".join(f"{d:+.{digits}f}" for d in cell.values)
-            lines.append(f"| {variant} | {cell.format(digits)} | [{low:+.{digits}f}, {high:+.{digits}f}] | {per_seed} |")
+            interval = f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+            lines.append(f"| {variant} | {cell.format(digits)} | {interval} | {per_seed} |")
         lines.append(f"\nNoise band: the reference's own seed-to-seed sd is {self.noise(metric, reference):.{digits}f} "
                      f"({metric}, {len(self.seeds)} seeds).")
         return "\n".join(lines)

@@ -85,7 +85,9 @@ def paper_column(rows: Sequence[dict], dataset: str, metric: str = "test_acc") -
     return ["–" if value is None else f"{value:.2f}" for value in values]
 
 
-def table_with_paper(rows: list[dict], dataset: str, metrics: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc")) -> str:
+def table_with_paper(
+    rows: list[dict], dataset: str, metrics: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc")
+) -> str:
     """A markdown methods × k table of our ``metrics`` (mean ± sd over seeds), with a column of
     the paper's A_test beside them for the CIFAR settings (see :func:`paper_column`)."""
     extra = {"paper test_acc": paper_column(rows, dataset)} if dataset in PAPER_DATASETS else None

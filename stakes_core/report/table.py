@@ -14,6 +14,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from stakes_core.infra.errors import ConfigError
 from stakes_core.run.results import RunResult
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds")
@@ -71,10 +72,10 @@ def rows_to_csv(rows: list[dict[str, float | str]]) -> str:
 def summarize(runs: list[RunResult], metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """One row per (k, method): the cells of ``metrics`` over the seeds of that k."""
     if not runs:
-        raise ValueError("no runs to tabulate")
+        raise ConfigError("no runs to tabulate")
     datasets = {run.dataset["name"] for run in runs}
     if len(datasets) > 1:
-        raise ValueError(f"runs mix datasets ({', '.join(sorted(datasets))}); tabulate one dataset at a time")
+        raise ConfigError(f"runs mix datasets ({', '.join(sorted(datasets))}); tabulate one dataset at a time")
     rows = []
     for k in sorted({run.k for run in runs}):
         group = [run for run in runs if run.k == k]
@@ -98,7 +99,7 @@ def paired_difference(runs: list[RunResult], first: str, second: str, metric: st
         if pairs:
             rows.append({"k": k, "seeds": [s for s, _ in pairs], "cell": Cell([d for _, d in pairs])})
     if not rows:
-        raise ValueError(f"no run has both '{first}' and '{second}'")
+        raise ConfigError(f"no run has both '{first}' and '{second}'")
     return rows
 
 
@@ -120,7 +121,7 @@ def collapse_correlation(
         if name not in exclude and not math.isnan(getattr(result, collapse))
     ]
     if len(points) < 3:
-        raise ValueError(f"need at least 3 method runs to correlate, found {len(points)}")
+        raise ConfigError(f"need at least 3 method runs to correlate, found {len(points)}")
     rho, p_value = spearmanr([c for c, _ in points], [v for _, v in points])
     return {"rho": float(rho), "p_value": float(p_value), "n": len(points), "collapse": collapse, "metric": metric}
 

@@ -10,9 +10,13 @@ from typing import Any
 
 import torch
 
+from stakes_core.anchors import ENCODERS, load_descriptions
 from stakes_core.anchors.variants import check_anchor_source
+from stakes_core.data import DATASETS
 from stakes_core.infra.accel import Acceleration
+from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import METHODS, PAPER_METHODS, create_method
+from stakes_core.models import MODELS
 from stakes_core.run.presets import load_preset
 
 
@@ -49,11 +53,11 @@ def resolve_device(device: str = "auto") -> str:
     except RuntimeError:
         kind = device
     if kind not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
+        raise ConfigError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' was asked for but CUDA is not available here")
+        raise ConfigError(f"device '{device}' was asked for but CUDA is not available here")
     if device == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' was asked for but Apple MPS is not available here")
+        raise ConfigError("device 'mps' was asked for but Apple MPS is not available here")
     return device
 
 
@@ -71,7 +75,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     """``"structguard.lr=0.01"`` → ``("structguard", "lr", 0.01)``; values are read as JSON
     when they parse (numbers, booleans), otherwise kept as strings."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ValueError(f"override '{text}' is not of the form method.key=value")
+        raise ConfigError(f"override '{text}' is not of the form method.key=value")
     target, raw = text.split("=", 1)
     method, key = target.split(".", 1)
     try:
@@ -109,18 +113,25 @@ def experiment_config(
     for text in overrides or []:
         method, key, value = parse_override(text)
         if method not in configs:
-            raise ValueError(f"override '{text}' names method '{method}', which is not being run")
+            raise ConfigError(f"override '{text}' names method '{method}', which is not being run")
         configs[method][key] = value
     for name, values in configs.items():  # fail now on a misspelt hyperparameter, not mid-run
         create_method(name, **values)
     pretrain = dict(spec["pretrain"])
     if pretrain_epochs is not None:
         pretrain["epochs"] = pretrain_epochs
+    dataset = {**spec["dataset"], **(dataset_options or {})}
+    encoder = encoder or spec["anchors"]["encoder"]
+    descriptions = descriptions or spec["anchors"]["descriptions"]
+    DATASETS.get(dataset.get("name", ""))  # fail now on a misspelt name or a missing file, not after pretraining
+    MODELS.get(pretrain["model"])
+    ENCODERS.get(encoder.partition(":")[0])
+    load_descriptions(descriptions)
     return ExperimentConfig(
-        dataset={**spec["dataset"], **(dataset_options or {})},
+        dataset=dataset,
         pretrain=pretrain,
-        encoder=encoder or spec["anchors"]["encoder"],
-        descriptions=descriptions or spec["anchors"]["descriptions"],
+        encoder=encoder,
+        descriptions=descriptions,
         k=k if k is not None else spec["k"][-1],
         seed=seed,
         methods=names,

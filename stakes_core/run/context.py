@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -16,10 +16,14 @@ from stakes_core.anchors import build_anchors, load_descriptions, match_classes
 from stakes_core.anchors.variants import check_anchor_source, prototype_anchors, rotated_anchors
 from stakes_core.data import ImageDataset, choose_forget_indices, choose_probe_indices, create_dataset
 from stakes_core.infra.accel import Acceleration
+from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import UnlearnContext
 from stakes_core.metrics.structure import StructureProbe, projection_for
 from stakes_core.models.pretrain import PretrainConfig, Pretrained, load_or_pretrain
 from stakes_core.run.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from stakes_core.models.protocol import BackboneModule
 
 
 def dataset_fingerprint(dataset: ImageDataset) -> dict[str, Any]:
@@ -65,7 +69,9 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
     the shared context every method of the run starts from."""
     dataset = load_dataset(config)
     if not 0 < config.k < dataset.num_train:
-        raise ValueError(f"k={config.k} is invalid: choose 1 ≤ k < {dataset.num_train} (the number of training images)")
+        raise ConfigError(
+            f"k={config.k} is invalid: choose 1 ≤ k < {dataset.num_train} (the number of training images)"
+        )
     pretrained = pretrained_model(config, progress)
     descriptions = match_classes(load_descriptions(config.descriptions), dataset.classes)
     device = config.device
@@ -87,11 +93,12 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
 
 
 def source_anchors(
-    config: ExperimentConfig, descriptions: dict[str, list[str]], original: torch.nn.Module, dataset: ImageDataset
+    config: ExperimentConfig, descriptions: dict[str, list[str]], original: BackboneModule, dataset: ImageDataset
 ) -> torch.Tensor:
     """The anchors of ``config.anchor_source``: text anchors, rotated text anchors or prototypes."""
     source = check_anchor_source(config.anchor_source)
     if source == "prototypes":
-        return prototype_anchors(original, dataset.train_images, dataset.train_labels, dataset.num_classes, config.device)
+        images, labels = dataset.train_images, dataset.train_labels
+        return prototype_anchors(original, images, labels, dataset.num_classes, config.device)
     anchors = build_anchors(descriptions, config.encoder)
     return rotated_anchors(anchors, config.seed) if source == "rotated" else anchors

@@ -54,7 +54,7 @@ def run_experiment(
         pretrained={"test_acc": pretrained.test_acc, "seconds": pretrained.seconds, "from_cache": pretrained.from_cache,
                     "state_sha256": state_sha256(pretrained.model.state_dict())},
         forget_indices=context.forget_idx.tolist(),
-        probe_indices=context.probe_idx.tolist(),
+        probe_indices=[] if context.probe_idx is None else context.probe_idx.tolist(),
         methods=results,
         environment={"torch": torch.__version__, "python": platform.python_version(), "device": context.device,
                      "threads": torch.get_num_threads()},

@@ -3,8 +3,10 @@
 A run directory holds ``summary.json`` (config, the original model's reference row, every
 method's final metrics, steps, seconds and timing breakdown, the forget and probe indices),
 ``steps.csv`` (one row per method and unlearning step: forget accuracy, structural collapse
-on the shared backbone embedding, StructGuard's projector-path collapse, loss and its terms)
-and, optionally, ``models/<method>.pt`` with the unlearned weights.
+on the shared backbone embedding in ``collapse``, one ``collapse_<view>`` column per other
+structure view a method of the run recorded, such as StructGuard's ``collapse_projector``
+(empty in the rows of methods without that view), loss and its terms) and, optionally,
+``models/<method>.pt`` with the unlearned weights.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from typing import Any
 import torch
 
 from stakes_core.infra.cache import atomic_write_bytes
-from stakes_core.methods import StepRecord
+from stakes_core.infra.errors import StakesError
+from stakes_core.metrics.records import StepRecord
 
 FORMAT_VERSION = 1
-STEP_COLUMNS = ("method", "step", "epoch", "forget_acc", "collapse", "collapse_projector", "loss", "seconds")
+HEAD_COLUMNS = ("method", "step", "epoch", "forget_acc", "collapse")
+TAIL_COLUMNS = ("loss", "seconds")
+STEP_COLUMNS = HEAD_COLUMNS + TAIL_COLUMNS
+"""The columns every ``steps.csv`` has: the ``collapse_<view>`` columns sit between the head and
+the tail, the loss terms after it (so a loss term may not be named ``collapse_…``)."""
+VIEW_PREFIX = "collapse_"
 
 
-class RunResultError(ValueError):
+class RunResultError(StakesError, ValueError):
     """A run directory that cannot be read."""
 
 
@@ -65,7 +73,10 @@ class MethodResult:
 
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "curve"}
-        data.update(seconds=self.seconds, mean_collapse=self.mean_collapse, final_collapse=self.final_collapse, tradeoff_acc=self.tradeoff_acc)
+        data.update(
+            seconds=self.seconds, mean_collapse=self.mean_collapse, final_collapse=self.final_collapse,
+            tradeoff_acc=self.tradeoff_acc,
+        )
         return data
 
 
@@ -121,14 +132,17 @@ class RunResult:
         return directory
 
     def _steps_csv(self) -> str:
-        terms = sorted({t for result in self.methods.values() for r in result.curve for t in r.terms})
+        curves = [r for result in self.methods.values() for r in result.curve]
+        views = sorted({v for r in curves for v in r.views if v != "backbone"})
+        terms = sorted({t for r in curves for t in r.terms})
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow([*STEP_COLUMNS, *terms])
+        writer.writerow([*HEAD_COLUMNS, *(VIEW_PREFIX + v for v in views), *TAIL_COLUMNS, *terms])
         for name, result in self.methods.items():
             for r in result.curve:
-                row = [name, r.step, r.epoch, r.forget_acc, r.collapse, r.collapse_projector, r.loss, r.seconds]
-                writer.writerow([*row, *(r.terms.get(t, "") for t in terms)])
+                collapse = [r.collapse, *(r.views.get(v, "") for v in views)]
+                writer.writerow([name, r.step, r.epoch, r.forget_acc, *collapse, r.loss, r.seconds,
+                                 *(r.terms.get(t, "") for t in terms)])
         return text.getvalue()
 
     @classmethod
@@ -146,16 +160,25 @@ class RunResult:
             raise RunResultError(f"{directory} has format {summary.get('format')}, this version reads {FORMAT_VERSION}")
         curves: dict[str, list[StepRecord]] = {}
         for row in rows:
-            terms = {k: float(v) for k, v in row.items() if k not in STEP_COLUMNS and v != ""}
+            views = {"backbone": float(row["collapse"])}
+            terms = {}
+            for key, value in row.items():
+                if key in STEP_COLUMNS or value == "":
+                    continue
+                if key.startswith(VIEW_PREFIX):
+                    views[key[len(VIEW_PREFIX) :]] = float(value)
+                else:
+                    terms[key] = float(value)
             curves.setdefault(row["method"], []).append(
                 StepRecord(
-                    int(row["step"]), int(row["epoch"]), float(row["forget_acc"]), float(row["collapse"]),
-                    float(row["collapse_projector"]), float(row["loss"]), float(row["seconds"]), terms,
+                    int(row["step"]), int(row["epoch"]), float(row["forget_acc"]), views, float(row["loss"]),
+                    float(row["seconds"]), terms,
                 )
             )
         methods = {}
         for name, data in summary["methods"].items():
-            fields_ = {k: data[k] for k in ("method", "config", "metrics", "steps", "epochs", "timings", "reached_zero")}
+            keys = ("method", "config", "metrics", "steps", "epochs", "timings", "reached_zero")
+            fields_ = {k: data[k] for k in keys}
             methods[name] = MethodResult(**fields_, curve=curves.get(name, []))
         return cls(
             summary["config"], summary["dataset"], summary["original"], summary["pretrained"],

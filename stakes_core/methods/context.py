@@ -1,0 +1,91 @@
+"""``UnlearnContext``: what every method of one run starts from, and the proxy sets they share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from stakes_core.data import ImageDataset, to_float
+from stakes_core.infra.accel import DEFAULT, Acceleration
+from stakes_core.methods.attacks import PGDConfig
+from stakes_core.methods.proxy import build_proxy_set
+
+if TYPE_CHECKING:
+    from stakes_core.models.protocol import BackboneModule
+from stakes_core.methods.timing import Timer
+from stakes_core.metrics.structure import StructureProbe
+
+
+@dataclass
+class UnlearnContext:
+    """What every method of one run starts from. The full ``dataset`` is here for evaluation
+    and for the oracle; the instance-wise methods use only the forget set (and the count
+    ``num_retained``), never the retained images. ``accel`` holds the opt-in bf16 autocast and
+    channels_last settings (off by default)."""
+
+    original: BackboneModule
+    dataset: ImageDataset
+    forget_idx: torch.Tensor
+    anchors: torch.Tensor
+    probe: StructureProbe
+    projection: torch.Tensor | None
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    record_every: int = 1
+    probe_idx: torch.Tensor | None = None
+    proxy_cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=dict)
+    unlearned: dict[str, torch.nn.Module] = field(default_factory=dict)
+    accel: Acceleration = DEFAULT
+
+    @cached_property
+    def forget_images(self) -> torch.Tensor:
+        return to_float(self.dataset.train_images[self.forget_idx]).to(self.device)
+
+    @cached_property
+    def forget_labels(self) -> torch.Tensor:
+        return self.dataset.train_labels[self.forget_idx].to(self.device)
+
+    @property
+    def num_retained(self) -> int:
+        return self.dataset.num_train - self.forget_idx.numel()
+
+    def proxy_set(
+        self,
+        n_adv: int,
+        pgd: PGDConfig,
+        target_rule: str,
+        timer: Timer,
+        attacked: torch.nn.Module | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targeted L2-PGD examples of the forget set, ``n_adv`` per instance, labelled with their
+        targets (the retain-set stand-in). Cached per settings, so methods sharing them share
+        one set; a method served from the cache is still charged the generation time in its
+        ``"proxy"`` phase, so its seconds are those of a request that ran alone. ``attacked``
+        defaults to the original model."""
+        attacked = attacked if attacked is not None else self.original
+        key = (n_adv, pgd, target_rule, id(attacked), self.accel)
+        if key in self.proxy_cache:
+            images, targets, seconds = self.proxy_cache[key]
+            timer.seconds["proxy"] += seconds
+            return images, targets
+        with timer.phase("proxy"):
+            start = time.perf_counter()
+            images, targets = build_proxy_set(
+                attacked,
+                self.forget_images,
+                self.forget_labels,
+                n_adv,
+                self.dataset.num_classes,
+                pgd,
+                target_rule,
+                torch.Generator().manual_seed(self.seed),
+                progress=self.progress,
+                accel=self.accel,
+            )
+            self.proxy_cache[key] = (images, targets, time.perf_counter() - start)
+        return images, targets
