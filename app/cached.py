@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict
+from typing import NoReturn
 
 import streamlit as st
 import torch
@@ -19,6 +20,7 @@ from stakes_core.analysis.embedding import warm_up_umap
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.infra.errors import StakesError
 from stakes_core.methods import list_methods
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.results import RunResult
@@ -34,13 +36,35 @@ def umap_warm_up() -> threading.Thread:
     return thread
 
 
-@st.cache_resource(show_spinner="Loading the run and its models…", max_entries=6)
+def stop_with(error: StakesError) -> NoReturn:
+    """Say ``error`` in the page and end this page run (a stored run that cannot be read or analysed)."""
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+
+
 def loaded_run(directory: str) -> LoadedRun:
+    """The run with its models for the analysis pages, or what is wrong with it in the page."""
+    try:
+        return _loaded_run(directory)
+    except StakesError as error:  # a damaged file, another dataset or pretrained model
+        stop_with(error)
+
+
+def run_result(directory: str) -> RunResult:
+    """The run's metrics and step records, or which of its files is damaged in the page."""
+    try:
+        return _run_result(directory)
+    except StakesError as error:
+        stop_with(error)
+
+
+@st.cache_resource(show_spinner="Loading the run and its models…", max_entries=6)
+def _loaded_run(directory: str) -> LoadedRun:
     return load_run(directory, device="auto")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def run_result(directory: str) -> RunResult:
+def _run_result(directory: str) -> RunResult:
     return RunResult.load(directory)
 
 
@@ -61,13 +85,13 @@ def _siblings(config_json: str, stored: tuple[str, ...], methods: tuple[str, ...
 
 @st.cache_resource(show_spinner="Laying out the embedding (the first UMAP also compiles it)…", max_entries=16)
 def embedding(directory: str, method: str, per_kind: int, algorithm: str) -> EmbeddingView:
-    run = loaded_run(directory)
+    run = _loaded_run(directory)
     return embedding_view(run, method, run.default_instances(per_kind), algorithm)
 
 
 @st.cache_resource(show_spinner="Computing affinities…", max_entries=32)
 def affinities(directory: str, method: str, retained: tuple[int, ...], view: str) -> AffinityView:
-    run = loaded_run(directory)
+    run = _loaded_run(directory)
     return affinity_view(run, method, run.instances(retained=list(retained)), view)
 
 
@@ -75,14 +99,14 @@ def affinities(directory: str, method: str, retained: tuple[int, ...], view: str
 def gradcam(
     directory: str, chosen: tuple[tuple[str, int], ...], methods: tuple[str, ...], target: str, stage: str
 ) -> GradCAMView:
-    run = loaded_run(directory)
+    run = _loaded_run(directory)
     groups = {kind: [i for k, i in chosen if k == kind] for kind in ("forget", "retained", "test")}
     return gradcam_view(run, run.instances(**groups), list(methods), target=target, stage=stage)
 
 
 @st.cache_resource(show_spinner="Ranking the gallery for every model…", max_entries=8)
 def retrieval(directory: str, feature: str) -> RetrievalView:
-    return retrieval_view(loaded_run(directory), feature=feature)
+    return retrieval_view(_loaded_run(directory), feature=feature)
 
 
 @st.cache_resource(show_spinner="Encoding the descriptions…", max_entries=32)

@@ -19,6 +19,7 @@ from stakes_core.anchors.encoders import list_encoder_examples
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
 from stakes_core.methods import PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
+from stakes_core.models.pretrain import Pretrained
 from stakes_core.run.config import ExperimentConfig, method_hyperparameters
 from stakes_core.run.context import load_dataset
 from stakes_core.run.presets import list_presets
@@ -96,6 +97,7 @@ def init_settings() -> None:
         state["cfg_preset"] = "digits"
         state["cfg_seed"] = 0
         state["cfg_anchor_source"] = "text"
+        state["cfg_from_scratch"] = False
         reset_settings()
     for method in method_choices():  # the paper's four are chosen at first; later-registered ones start unchosen
         state.setdefault(f"cfg_method.{method}", method in PAPER_METHODS)
@@ -143,6 +145,7 @@ def current_config(methods: list[str] | None = None, descriptions: str | None = 
             overrides=[o for o in overrides() if o.split(".", 1)[0] in methods],
             encoder=state["cfg_encoder"], descriptions=descriptions or state["cfg_descriptions"],
             anchor_source=state.get("cfg_anchor_source", "text"),
+            from_scratch=bool(state.get("cfg_from_scratch", False)),
         )
         num_train = load_dataset(config).num_train
     except (DatasetNotFoundError, DatasetFormatError) as error:
@@ -152,6 +155,15 @@ def current_config(methods: list[str] | None = None, descriptions: str | None = 
     if k >= num_train:
         raise SettingsError(f"k must be smaller than the {num_train} training images.")
     return config
+
+
+def origin(pretrained: Pretrained) -> str:
+    """Where the pretrained model came from, in words for the page."""
+    return {
+        "shipped": "the shipped checkpoint, SHA-256 verified",
+        "cache": "trained on this machine before, from the cache",
+        "trained": f"trained here in {pretrained.seconds:.0f} s",
+    }[pretrained.source]
 
 
 def stored_run(config: ExperimentConfig) -> Path | None:

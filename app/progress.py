@@ -15,6 +15,8 @@ from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.context import pretrained_model
 from stakes_core.run.runstore import load_or_run
 
+import lab
+
 
 def run_with_progress(config: ExperimentConfig) -> Path:
     """Pretrain or load the model, then run every method of ``config``; returns the stored run."""
@@ -25,8 +27,7 @@ def run_with_progress(config: ExperimentConfig) -> Path:
         bar.progress(done / total, text=f"Pretraining: epoch {done}/{total}, loss {loss:.3f}")
 
     pretrained = pretrained_model(config, progress=False, on_epoch=on_epoch)
-    origin = "from the cache" if pretrained.from_cache else f"trained in {pretrained.seconds:.0f} s"
-    pretraining.caption(f"Pretrained model: test accuracy {pretrained.test_acc:.1f} % ({origin}).")
+    pretraining.caption(f"Pretrained model: test accuracy {pretrained.test_acc:.1f} % ({lab.origin(pretrained)}).")
     bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting") for m in config.methods}
 
     def on_step(method: str, record: StepRecord) -> None:

@@ -11,7 +11,7 @@ from stakes_core.data import ImageDataset, to_float
 from stakes_core.figures.grids import to_rgb
 from stakes_core.figures.style import method_label
 from stakes_core.methods import Hyperparameter
-from stakes_core.report.table import run_rows
+from stakes_core.report.table import TARGET, run_rows
 from stakes_core.run.results import RunResult
 from stakes_core.run.runstore import SkippedRun
 
@@ -24,15 +24,16 @@ COLUMN_FORMATS = {
 }
 
 
+TARGET_HELP = "yes: forget accuracy reached 0. no: the method stopped at its epoch cap before it got there."
+
+
 def run_table(result: RunResult) -> None:
-    """The methods × metrics table of one run, the original model first."""
+    """The methods × metrics table of one run, the original model first, with whether each
+    method reached forget accuracy 0."""
     rows = [{**row, "method": method_label(str(row["method"]))} for row in run_rows(result)]
-    st.dataframe(
-        rows, hide_index=True,
-        column_config={
-            key: st.column_config.NumberColumn(label, format=fmt) for key, (label, fmt) in COLUMN_FORMATS.items()
-        },
-    )
+    columns = {key: st.column_config.NumberColumn(label, format=fmt) for key, (label, fmt) in COLUMN_FORMATS.items()}
+    st.dataframe(rows, hide_index=True,
+                 column_config={**columns, TARGET: st.column_config.TextColumn("reached A_f = 0", help=TARGET_HELP)})
 
 
 def image_strip(dataset: ImageDataset, chosen: list[tuple[str, int]], width: int = 72) -> None:

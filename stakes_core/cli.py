@@ -19,8 +19,10 @@ from stakes_core.analysis.embedding import EMBEDDING_ALGORITHMS
 from stakes_core.anchors import ClassMismatchWarning, list_encoders
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import list_datasets
+from stakes_core.data.forget import check_seed
 from stakes_core.figures.export import EXPORT_FORMATS
 from stakes_core.infra.accel import PRECISIONS
+from stakes_core.infra.cache import check_writable_folder
 from stakes_core.infra.errors import ConfigError, StakesError
 from stakes_core.infra.plugins import PLUGINS_ENV, load_plugins, loaded_plugins
 from stakes_core.methods import PAPER_METHODS, list_methods
@@ -32,6 +34,18 @@ from stakes_core.run.results import RunResultError
 #: bug (ours or in a user's method or plugin) and keeps its traceback.
 USER_ERRORS = (StakesError,)
 
+_python_formatwarning = warnings.formatwarning
+
+
+def one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """The library's warnings (a damaged cache entry or stored run being rebuilt, classes that do
+    not match) as one ``stakes: warning:`` line; any other warning as Python prints it."""
+    if category.__module__.startswith("stakes_core"):
+        return f"stakes: warning: {message}\n"
+    return _python_formatwarning(message, category, filename, lineno, line)
+
 
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="digits",
@@ -40,6 +54,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="where the dataset lives (CIFAR, imagefolder)")
     parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--from-scratch", action="store_true",
+        help="pretrain the model on this machine (cached) instead of loading the shipped checkpoint")
 
 
 def dataset_options(args: argparse.Namespace) -> dict:
@@ -56,19 +72,28 @@ def command_pretrain(args: argparse.Namespace) -> None:
     from stakes_core.run.context import prepare_context
 
     config = experiment_config(
-        args.preset, k=1, dataset_options=dataset_options(args), pretrain_epochs=args.epochs, device=args.device
+        args.preset, k=1, dataset_options=dataset_options(args), pretrain_epochs=args.epochs, device=args.device,
+        from_scratch=args.from_scratch,
     )
     _, pretrained = prepare_context(config, progress=not args.quiet)
-    source = "cache" if pretrained.from_cache else f"trained in {pretrained.seconds:.1f} s"
+    source = {
+        "shipped": "the shipped checkpoint, SHA-256 verified; --from-scratch trains one here",
+        "cache": "trained on this machine before, from the cache",
+        "trained": f"trained here in {pretrained.seconds:.1f} s",
+    }[pretrained.source]
     print(f"{config.pretrain['model']} on {config.dataset['name']}: test_acc {pretrained.test_acc:.2f} % ({source})")
 
 
 def command_run(args: argparse.Namespace) -> None:
-    from stakes_core.report.table import summarize, to_markdown
+    from stakes_core.report.table import summarize, target_warnings, to_markdown
     from stakes_core.run.config import experiment_config
     from stakes_core.run.experiment import run_experiment
+    from stakes_core.run.runstore import store_result
 
     methods = list(PAPER_METHODS) if args.methods == ["all"] else args.methods
+    for seed in args.seeds:  # every seed and the output folder are checked before the first run
+        check_seed(seed)
+    check_writable_folder(Path(args.out))
     runs = []
     for k in args.k or [None]:
         for seed in args.seeds:
@@ -76,18 +101,22 @@ def command_run(args: argparse.Namespace) -> None:
                 args.preset, k=k, seed=seed, methods=methods, overrides=args.set, encoder=args.encoder,
                 descriptions=args.descriptions, dataset_options=dataset_options(args), device=args.device,
                 precision=args.precision, channels_last=args.channels_last, anchor_source=args.anchors,
+                from_scratch=args.from_scratch,
             )
             result = run_experiment(config, progress=not args.quiet)
             directory = Path(args.out) / config.dataset["name"] / f"k{config.k}" / f"seed{seed}"
-            result.save(directory, save_models=not args.no_models)
+            store_result(result, directory, save_models=not args.no_models)  # all of the run or nothing
             runs.append(result)
             print(f"saved {directory}", file=sys.stderr)
+            for line in target_warnings(result):
+                print(f"stakes: warning: {line}", file=sys.stderr)
     print(to_markdown(summarize(runs)))
 
 
 def command_table(args: argparse.Namespace) -> None:
     from stakes_core.report.table import (
         collapse_correlation,
+        environment_warning,
         paired_difference,
         paired_markdown,
         summarize,
@@ -102,6 +131,9 @@ def command_table(args: argparse.Namespace) -> None:
     runs = [RunResult.load(d) for d in directories]
     metrics = tuple(args.metrics)
     rows = summarize(runs, metrics)
+    mixed = environment_warning(runs)
+    if mixed:
+        print(f"stakes: warning: {mixed}", file=sys.stderr)
     print(to_csv(rows, metrics) if args.format == "csv" else to_markdown(rows, metrics))
     if args.paired:
         first, second = args.paired
@@ -195,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    pretrain = commands.add_parser("pretrain", help="pretrain (or load from cache) the preset's model")
+    pretrain = commands.add_parser(
+        "pretrain", help="load the preset's shipped model (--from-scratch: pretrain it here, cached)"
+    )
     add_experiment_arguments(pretrain)
     pretrain.add_argument("--epochs", type=int, help="override the preset's pretraining epochs")
     pretrain.set_defaults(handler=command_pretrain)
@@ -256,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("always", ClassMismatchWarning)
+    warnings.formatwarning = one_line_warning
     try:
         load_plugins(args.plugin, source="--plugin")
         args.handler(args)

@@ -11,7 +11,9 @@ import pytest
 
 from stakes_core.anchors.encoders import RandomEncoder, register_encoder
 from stakes_core.methods import NegGrad, SGDMethodConfig, hyperparameter, register_method
-from stakes_core.run.runstore import store_root
+from stakes_core.report.table import run_rows
+from stakes_core.run.results import RunResult
+from stakes_core.run.runstore import is_complete, store_root
 from stakes_core.testing import scratch_registries
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -66,6 +68,18 @@ def test_setup_opens_on_the_digits_default() -> None:
     assert [c.value for c in at.checkbox] == [True, True, True, True, False]  # the paper's four, not the oracle
     assert any("16 images to forget" in h.value for h in at.subheader)
     assert at.get("image"), "the forget images are shown"
+    assert at.toggle(key="cfg_from_scratch").value is False  # the shipped checkpoint unless asked
+
+
+def test_setup_loads_the_shipped_model_unless_told_to_retrain() -> None:
+    at = open_app()
+    next(b for b in at.button if b.label.startswith("Pretrain or load")).click().run()
+    assert not at.exception, messages(at)
+    assert any("test accuracy 98.89 % (the shipped checkpoint" in text for text in messages(at)["success"])
+    at.toggle(key="cfg_from_scratch").set_value(True).run()
+    assert not at.exception and at.session_state["cfg_from_scratch"] is True
+    at.switch_page("views/run.py").run()
+    assert [b.label for b in at.button] == ["Run unlearning"]  # a model trained here is another run
 
 
 @dataclass
@@ -168,6 +182,8 @@ def test_run_page_shows_the_results_table(after_run: AppTest) -> None:
     table = after_run.dataframe[0].value
     assert list(table["method"]) == ["original", "NegGrad", "StructGuard"]
     assert (table["forget_acc"][1:] <= 100).all()
+    reached = list(table["reached_target"])
+    assert reached[0] == "–" and all((r == "yes") == (f == 0) for r, f in zip(reached[1:], table["forget_acc"][1:]))
     # the same settings again: loaded from the store, no button, no work
     after_run.switch_page("views/run.py").run()
     assert any("run before" in text for text in messages(after_run)["success"])
@@ -183,7 +199,12 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
     assert len(charts) == expected_charts, page
     if page == "compare":
         assert len(after_run.get("download_button")) == 3
-        assert "| 4 | structguard | 1 |" in " ".join(m.value for m in after_run.markdown)
+        markdown = " ".join(m.value for m in after_run.markdown)
+        assert "| mean_collapse | steps | seconds | reached_target |" in markdown
+        assert "| 4 | structguard | 1 |" in markdown
+        assert markdown.count(" | 0/1 |") + markdown.count(" | 1/1 |") == 2  # NegGrad's and StructGuard's rows
+        stopped = [w for w in messages(after_run)["warning"] if "stopped at its cap" in w]
+        assert len(stopped) == markdown.count(" | 0/1 |")  # one warning per method that stopped at its cap
 
 
 def test_a_selection_feeds_grad_cam_and_retrieval(after_run: AppTest) -> None:
@@ -204,3 +225,34 @@ def test_broken_descriptions_are_refused_in_the_stakes_page(after_run: AppTest) 
     after_run.run()
     assert not after_run.exception
     assert any("cannot be encoded" in text for text in messages(after_run)["error"])
+
+
+def test_two_sessions_with_different_settings_each_get_their_own_run() -> None:
+    """Two visitors of one server (two sessions, their state apart, the caches and the store
+    shared): different seeds, both on the Run page before either runs; each is shown the run of
+    its own settings, and the store holds both. (Runs of one process are made one at a time;
+    tests/test_faults.py starts two at the same moment.)"""
+    sessions = {}
+    for seed in (7_001, 7_002):
+        at = open_app()
+        at.number_input(key="cfg_k").set_value(4)
+        at.number_input(key="cfg_seed").set_value(seed)
+        for method in ("adv", "l2ul", "structguard"):
+            at.checkbox(key=f"cfg_method.{method}").uncheck()
+        at.run()
+        at.number_input(key="cfg_hp.neggrad.max_epochs").set_value(2)
+        at.switch_page("views/run.py").run()
+        assert [b.label for b in at.button] == ["Run unlearning"], messages(at)
+        sessions[seed] = at
+    for at in sessions.values():
+        at.button[0].click().run()
+        assert any("Finished" in text for text in messages(at)["success"]), messages(at)
+    stored = {seed: [p for p in store_root().iterdir() if p.name.startswith(f"digits-k4-seed{seed}-")]
+              for seed in sessions}
+    assert all(len(found) == 1 and is_complete(found[0], ["neggrad"]) for found in stored.values()), stored
+    for seed, at in sessions.items():
+        at.run()  # after the other session's run
+        assert not at.exception and at.markdown[0].value.startswith(f"**digits**, k = 4, seed {seed},")
+        own = RunResult.load(stored[seed][0])
+        assert own.seed == seed and list(at.dataframe[0].value["test_acc"]) == [r["test_acc"] for r in run_rows(own)]
+    assert RunResult.load(stored[7_001][0]).forget_indices != RunResult.load(stored[7_002][0]).forget_indices

@@ -121,3 +121,30 @@ def test_the_checker_sees_every_kind_of_import() -> None:
     )
     found = sorted(name for _, name in imports_in(source, "stakes_core.metrics"))
     assert found == ["stakes_core.figures", "stakes_core.lab", "stakes_core.metrics"]
+
+
+def readme_layout() -> dict[str, set[str]]:
+    """``{package: modules}`` as the README's Layout section lists them: a ``·``-separated list
+    after ``  package/`` or on the lines under it (``""`` is the package's top-level files)."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    listed: dict[str, set[str]] = {}
+    package = None
+    for line in block.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            first, _, rest = line.strip().partition(" ")
+            package = first.rstrip("/") if first.endswith("/") else ""
+            line = rest if first.endswith("/") else line
+        if "·" not in line or package is None:
+            continue
+        names = (chunk.split()[0].rstrip(":") for chunk in line.split("·") if chunk.strip())
+        listed.setdefault(package, set()).update(name.removesuffix(".py") for name in names)
+    return listed
+
+
+def test_the_readme_layout_lists_every_module() -> None:
+    listed = readme_layout()
+    actual: dict[str, set[str]] = {"": {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}}
+    for folder in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        actual[folder.name] = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    assert listed == actual

@@ -10,10 +10,14 @@ import pytest
 from stakes_core.metrics.records import StepRecord
 from stakes_core.report.table import (
     collapse_correlation,
+    environment_differences,
+    environment_warning,
     paired_difference,
+    paired_markdown,
     rows_to_csv,
     run_rows,
     summarize,
+    target_warnings,
     to_csv,
     to_markdown,
 )
@@ -52,7 +56,10 @@ def test_run_result_round_trips_through_disk(tmp_path) -> None:
     state = RunResult.model_state(tmp_path / "run", "structguard")
     assert any(key.startswith("projector.") for key in state)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert set(summary["methods"]["structguard"]) >= {"mean_collapse", "tradeoff_acc", "timings", "reached_zero"}
+    assert set(summary["methods"]["structguard"]) >= {"mean_collapse", "tradeoff_acc", "timings", "reached_zero",
+                                                      "reached_target"}
+    for name, result in run.methods.items():
+        assert loaded.method(name).reached_target == result.reached_target == summary["methods"][name]["reached_target"]
     assert find_runs(tmp_path) == [tmp_path / "run"]
 
 
@@ -124,19 +131,73 @@ def test_table_cells_are_mean_and_sample_sd_over_seeds() -> None:
     assert by_method["original"]["cells"]["steps"].mean == 0
     paired = paired_difference(runs, "structguard", "l2ul", "test_acc")
     assert paired[0]["cell"].values == [10.0, 12.0, 14.0]
-    assert "| 4 | structguard | 3 | 63.0 ± 3.0 | 10 ± 0 |" in to_markdown(rows, ("test_acc", "steps"))
-    assert to_csv(rows, ("test_acc",)).splitlines()[0] == "k,method,n,test_acc_mean,test_acc_sd"
+    # mean 12, sd 2, n 3: t(0.975, 2) = 4.303, so the interval is 12 ± 4.303·2/√3 = 12 ± 4.97
+    assert paired_markdown(paired, "structguard", "l2ul", "test_acc").splitlines()[2] == (
+        "| 4 | 12.0 ± 2.0 | [+7.0, +17.0] | 3 | +10.0, +12.0, +14.0 |"
+    )
+    markdown = to_markdown(rows, ("test_acc", "steps")).splitlines()
+    assert markdown[0] == "| k | method | n | test_acc | steps | reached_target |"
+    assert "| 4 | original | 3 | 98.0 ± 0.0 | 0 ± 0 | – |" in markdown
+    assert "| 4 | structguard | 3 | 63.0 ± 3.0 | 10 ± 0 | 3/3 |" in markdown
+    csv_lines = to_csv(rows, ("test_acc",)).splitlines()
+    assert csv_lines[0] == "k,method,n,test_acc_mean,test_acc_sd,reached_target"
+    assert csv_lines[1].endswith(",") and csv_lines[3].endswith(",3")
 
 
 def test_run_rows_give_plain_values_original_first() -> None:
     run = fake_run(4, 0, {"l2ul": 50.0, "structguard": 61.0})
     rows = run_rows(run, ("test_acc", "steps"))
     assert [row["method"] for row in rows] == ["original", "l2ul", "structguard"]
-    assert rows[2] == {"method": "structguard", "test_acc": 61.0, "steps": 10}
+    assert rows[2] == {"method": "structguard", "test_acc": 61.0, "steps": 10, "reached_target": "yes"}
     assert rows[0]["steps"] == 0
     assert rows_to_csv(rows).splitlines() == [
-        "method,test_acc,steps", "original,98.0,0.0", "l2ul,50.0,10.0", "structguard,61.0,10.0"
+        "method,test_acc,steps,reached_target", "original,98.0,0.0,–", "l2ul,50.0,10.0,yes", "structguard,61.0,10.0,yes"
     ]
+
+
+def stopped_at_cap(run: RunResult, method: str, forget_acc: float) -> RunResult:
+    """``run`` with ``method`` left at its epoch cap with ``forget_acc`` still above 0."""
+    result = run.methods[method]
+    result.reached_zero, result.metrics["forget_acc"], result.steps, result.epochs = False, forget_acc, 505, 101
+    return run
+
+
+def test_a_method_that_stopped_at_its_cap_is_marked_in_every_table() -> None:
+    runs = [fake_run(4, s, {"adv": 60.0, "l2ul": 61.0}) for s in range(3)]
+    stopped_at_cap(runs[1], "adv", 25.0)
+    assert [row["reached_target"] for row in run_rows(runs[1])] == ["–", "no", "yes"]
+    warning = "adv stopped at its cap (101 epochs, 505 steps) with forget_acc 25.0 % (k=4, seed 1)"
+    assert target_warnings(runs[1]) == [warning]
+    assert target_warnings(runs[0]) == []
+    markdown = to_markdown(summarize(runs, ("forget_acc",)), ("forget_acc",))
+    assert "| 4 | adv | 3 | 8.3 ± 14.4 | 2/3 |" in markdown and "| 4 | l2ul | 3 | 0.0 ± 0.0 | 3/3 |" in markdown
+    # forget accuracy 0 at the cap is the target reached, whatever stopped the loop
+    runs[2].methods["l2ul"].reached_zero = False
+    assert runs[2].methods["l2ul"].reached_target and target_warnings(runs[2]) == []
+
+
+def with_environment(run: RunResult, threads: int, source: str, adv_version: int = 1) -> RunResult:
+    run.environment = {"torch": "2.14.1", "threads": threads, "device": "cpu", "cpu": "AMD EPYC", "gpu": None,
+                       "code_versions": {"loop": 1, **{name: adv_version for name in run.methods}}}
+    run.pretrained = {"source": source, "state_sha256": "ab" * 32 if source == "shipped" else "cd" * 32}
+    return run
+
+
+def test_pooling_runs_from_different_environments_is_named_in_one_line() -> None:
+    alike = [with_environment(fake_run(4, s, {"adv": 50.0}), 1, "shipped") for s in range(3)]
+    assert environment_warning(alike) is None
+    # a cache hit and a fresh training on the same machine are the same model: no warning
+    here = [with_environment(fake_run(4, s, {"adv": 50.0}), 1, source) for s, source in enumerate(("trained", "cache"))]
+    assert environment_warning(here) is None
+    mixed = [*alike, with_environment(fake_run(4, 3, {"adv": 50.0}), 2, "trained", adv_version=2)]
+    differences = environment_differences(mixed)
+    assert set(differences) == {"threads", "checkpoint", "pretrained weights", "code adv"}
+    line = environment_warning(mixed)
+    assert line is not None and "\n" not in line
+    assert line.startswith("the 4 pooled runs were made in different environments: threads 1 (3 runs), 2 (1 run); ")
+    assert "checkpoint shipped (3 runs), trained where it ran (1 run)" in line
+    assert "code adv 1 (3 runs), 2 (1 run)" in line
+    assert "unrecorded (1 run)" in environment_warning([alike[0], fake_run(4, 5, {"adv": 50.0})])
 
 
 def test_collapse_correlation_is_minus_one_for_a_monotone_decrease() -> None:

@@ -69,12 +69,14 @@ def test_compare_variants_pairs_arms_by_seed(tmp_path) -> None:
     assert diffs == pytest.approx([o - b for o, b in zip(other["test_acc"], base["test_acc"])])
     # one step of a 33× larger learning rate moves the structure further, on every seed
     assert all(o > b for o, b in zip(other["final_collapse"], base["final_collapse"]))
+    assert set(comparison.reached) == {"preset lr", "lr 1e-2"} and all(0 <= n <= 2 for n in comparison.reached.values())
 
 
 def hand_made() -> VariantComparison:
     return VariantComparison(
         "structguard", 16, [0, 1, 2], ["full", "w/o SA"],
         {"full": {"test_acc": [70.0, 74.0, 78.0]}, "w/o SA": {"test_acc": [60.0, 70.0, 71.0]}},
+        {"full": 3, "w/o SA": 2},
     )
 
 
@@ -86,7 +88,8 @@ def test_paired_differences_noise_and_tables_on_a_hand_made_comparison() -> None
     assert low < -7.0 < high  # t(2) half-width 4.303 · 3/√3 = 7.45
     table = comparison.paired_table("test_acc")
     assert "-7.0 ± 3.0" in table and "-10.0, -4.0, -7.0" in table and "4.0" in table
-    assert "| full | 3 | " in comparison.table(("test_acc",))
+    assert "| full | 3 | 74.0 ± 4.0 | 3/3 |" in comparison.table(("test_acc",))
+    assert "| w/o SA | 3 | 67.0 ± 6.1 | 2/3 |" in comparison.table(("test_acc",))
 
 
 def test_mean_interval_matches_the_t_distribution() -> None:

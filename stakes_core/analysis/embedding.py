@@ -109,8 +109,8 @@ def embedding_view(
     }
     cache, key = TensorCache("embeddings"), config_key(config)
     start = time.perf_counter()
-    if use_cache and cache.exists(key):
-        payload = cache.load(key)
+    payload = cache.load_or_none(key) if use_cache else None  # a damaged entry is warned of and recomputed
+    if payload is not None:
         before, after, from_cache = payload["before"].numpy(), payload["after"].numpy(), True
     else:
         images = run.images(instances)

@@ -90,8 +90,10 @@ class LoadedRun:
                 )
             try:
                 state = RunResult.model_state(self.directory, method)
-            except RunResultError as error:
-                raise AnalysisError(f"{error}; rerun without --no-models to analyse its model") from None
+            except RunResultError as error:  # no saved model, or a damaged one
+                saved = (self.directory / "models" / f"{method}.pt").is_file()
+                hint = "rerun it" if saved else "rerun without --no-models"
+                raise AnalysisError(f"{error}; {hint} to analyse its model") from None
             model = METHODS.get(method).deployed_architecture(self.context.original, self.context.anchors.shape[1])
             model.load_state_dict(state)
             for parameter in model.parameters():
@@ -171,6 +173,8 @@ def load_run(
     known = {f.name for f in fields(ExperimentConfig)}
     config = ExperimentConfig(**{k: v for k, v in result.config.items() if k in known})
     config.device = resolve_device(device)
+    # a run saved before checkpoints were shipped records no model source: its model was trained where it ran
+    config.from_scratch = bool(result.config.get("from_scratch", "source" not in result.pretrained))
     if dataset is not None:
         _check_dataset(result, dataset_fingerprint(dataset), directory)
     _, fingerprint = dataset_with_fingerprint(config)
@@ -180,8 +184,8 @@ def load_run(
     expected = result.pretrained.get("state_sha256")
     if expected and original_sha256 != expected:
         raise AnalysisError(
-            f"the pretrained model cached on this machine is not the one {directory} started from "
-            "(it was retrained with other results); analyse the run where it was made, or rerun it here"
+            f"the pretrained model loaded here ({pretrained.source}) is not the one {directory} started from "
+            "(it was trained elsewhere or retrained); analyse the run where it was made, or rerun it here"
         )
     if context.forget_idx.tolist() != result.forget_indices:
         raise AnalysisError(f"{directory}: the forget set drawn for seed {config.seed} differs from the saved one")

@@ -1,5 +1,6 @@
 """Display helpers for the notebooks in ``notebooks/``: one call sets up plotly so figures show in
-JupyterLab *and* in the HTML that ``nbconvert`` renders, and tables print as markdown."""
+JupyterLab *and* in the HTML that ``nbconvert`` renders, tables print as markdown, and
+:func:`check_setup` checks the notebook's ``DATASET`` and ``DEVICE`` in its setup cell."""
 
 from __future__ import annotations
 
@@ -22,6 +23,21 @@ def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
     import plotly.io as pio
 
     pio.renderers.default = renderer
+
+
+def check_setup(dataset: str, device: str = "auto") -> None:
+    """Check a notebook's ``DATASET`` (a preset) and ``DEVICE`` before anything runs: the preset
+    and its names are known, its data is on disk (loaded now, nothing is trained) and the device
+    is there. Prints one line of what was found; otherwise raises the one-line
+    :class:`~stakes_core.infra.errors.StakesError` that says what is missing and how to get it,
+    so an executed notebook stops at its setup cell rather than deep inside the first run."""
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.context import load_dataset
+
+    config = experiment_config(dataset, k=1, device=device)
+    data = load_dataset(config)  # cached in this process: the notebook's runs reuse it
+    print(f"{data.name}: {data.num_train:,} training and {int(data.test_labels.numel()):,} test images, "
+          f"device {config.device}")
 
 
 def show_markdown(text: str) -> None:

@@ -163,6 +163,7 @@ def compare_variants(
     k = study.effective_ks[0]
     base = study.with_changes(methods=[method], ks=[k])
     values: dict[str, dict[str, list[float]]] = {}
+    reached: dict[str, int] = {}
     bar = tqdm(variants, desc="variants", disable=not progress)
     for variant in bar:
         bar.set_postfix_str(variant.name)
@@ -170,7 +171,8 @@ def compare_variants(
                                 options={**base.options, **dict(variant.options)})
         runs = arm.results(progress=progress, root=root)
         values[variant.name] = {m: [metric_value(run, method, m) for run in runs] for m in metrics}
-    return VariantComparison(method, k, base.effective_seeds, [v.name for v in variants], values)
+        reached[variant.name] = sum(run.method(method).reached_target for run in runs)
+    return VariantComparison(method, k, base.effective_seeds, [v.name for v in variants], values, reached)
 
 
 def anchor_invariance(anchors: torch.Tensor, samples: int = 256, seed: int = 0) -> dict[str, float]:

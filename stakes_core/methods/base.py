@@ -4,7 +4,14 @@ The base class owns what all methods share: seeding, the epoch/step loop, the st
 (stop once forget accuracy is 0, checked after every step or every epoch), per-step records
 of forget accuracy and structural collapse, step callbacks and a timing breakdown. A subclass
 says how to prepare (``setup``), what one epoch's batches are (``epoch_batches``) and what one
-step's loss is (``loss``); a few override ``deployed`` or ``structure_views``.
+step's loss is (``loss``); a few override ``deployed``, ``structure_views`` or ``train_mode``.
+
+Every step runs in train mode, as in the paper, so the batch-norm running statistics of the
+backbone move with every forward pass on the small forget and proxy batches, even where no
+parameter moves. The option ``bn_stats`` every method has (:class:`MethodConfig`) keeps that
+(``"train"``, the default) or freezes them (``"frozen"``): :meth:`UnlearningMethod.step_mode`
+puts the batch-norm layers of ``self.model`` in eval mode after the method's own
+``train_mode``, so a user's method gets the option without code of its own.
 
 On an accelerator the loop waits for the device once per step: the step's record (loss,
 terms, forget accuracy, collapse) is computed on the device and copied to the host in one
@@ -29,7 +36,7 @@ from stakes_core.infra.modules import eval_mode
 from stakes_core.methods.config import MethodConfig, checked_overrides
 from stakes_core.methods.context import UnlearnContext
 from stakes_core.methods.timing import Timer
-from stakes_core.methods.training import LossAndTerms
+from stakes_core.methods.training import LossAndTerms, freeze_batch_norm
 from stakes_core.metrics.accuracy import correct_fraction
 from stakes_core.metrics.records import StepRecord
 from stakes_core.metrics.structure import Embedder, backbone_embedder, structure_discrepancy
@@ -118,8 +125,16 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
         return {"backbone": backbone_embedder(self.model, ctx.projection)}
 
     def train_mode(self) -> None:
-        """Put the trained modules in train mode before a step (the paper trains in train mode)."""
+        """Put the trained modules in train mode before a step (the paper trains in train mode);
+        an override need not handle ``bn_stats``, which :meth:`step_mode` applies afterwards."""
         self.model.train()
+
+    def step_mode(self) -> None:
+        """The modes of an update step: :meth:`train_mode`, then, under ``bn_stats="frozen"``,
+        the batch-norm layers of ``self.model`` (the backbone being unlearned) in eval mode."""
+        self.train_mode()
+        if self.config.bn_stats == "frozen":
+            freeze_batch_norm(self.model)
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, ctx: UnlearnContext, on_step: StepCallback | None = None) -> MethodOutcome:
@@ -136,7 +151,7 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
             forget_acc = records[-1].forget_acc
             for index, batch in enumerate(self.epoch_batches(ctx, epoch)):
                 with self.timer.phase("steps"):
-                    self.train_mode()
+                    self.step_mode()
                     self.optimizer.zero_grad(set_to_none=True)
                     with ctx.accel.autocast(ctx.device):
                         total, terms = self.loss(ctx, batch, epoch, index, step)

@@ -105,6 +105,12 @@ class MethodConfig:
     stop_from_epoch: int = hyperparameter(
         0, "first epoch (0-based) in which forget accuracy 0 may stop the run; higher forces more epochs"
     )
+    bn_stats: str = hyperparameter(
+        "train",
+        "batch norm of the unlearned backbone during the steps: train (the paper: batch statistics, running "
+        "statistics updated by every forward pass) or frozen (eval mode: the stored statistics, never updated)",
+        choices=("train", "frozen"),
+    )
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Importance is MAS on the forget set (mean |∂ mean_b ‖f(x_b)‖₂ / ∂θ| in train mode, on a copy),
 min-max normalised per parameter tensor and inverted, so parameters that matter for the forget
 instances are free to move and the others are held near their original values:
-``loss = Adv loss + λ · ½ Σ I (θ − θ⁰)²``.
+``loss = Adv loss + λ · ½ Σ I (θ − θ⁰)²``. The copy leaves the model's batch-norm statistics
+alone either way; under ``bn_stats="frozen"`` its batch norm runs in eval mode too, so the
+gradients are those of the function the update steps change.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from stakes_core.methods.training import (
     ProxyBatch,
     distance_penalty,
     forget_batches,
+    freeze_batch_norm,
     trainable_copy,
 )
 
@@ -35,9 +38,12 @@ class L2ULConfig(ProxyConfig):
     )
 
 
-def mas_importance(model: torch.nn.Module, batches: list[Batch]) -> dict[str, torch.Tensor]:
-    """L2UL's importance: MAS gradients on the forget set, normalised to [0, 1] and inverted."""
+def mas_importance(model: torch.nn.Module, batches: list[Batch], bn_stats: str = "train") -> dict[str, torch.Tensor]:
+    """L2UL's importance: MAS gradients on the forget set, normalised to [0, 1] and inverted,
+    on a copy of ``model`` whose batch norm is frozen when ``bn_stats`` is ``"frozen"``."""
     probe = trainable_copy(model)
+    if bn_stats == "frozen":
+        freeze_batch_norm(probe)
     raw = {name: torch.zeros_like(p) for name, p in probe.named_parameters()}
     for x, _ in batches:
         probe.zero_grad(set_to_none=True)
@@ -61,7 +67,9 @@ class L2UL(Adv):
     def setup(self, ctx: UnlearnContext) -> None:
         super().setup(ctx)
         with self.timer.phase("importance"):
-            self.importance = mas_importance(self.model, forget_batches(ctx, self.config.batch_size))
+            self.importance = mas_importance(
+                self.model, forget_batches(ctx, self.config.batch_size), self.config.bn_stats
+            )
         self.reference = {name: p.detach().clone() for name, p in self.model.named_parameters()}
 
     def loss(self, ctx: UnlearnContext, batch: ProxyBatch, epoch: int, index: int, step: int) -> LossAndTerms:

@@ -39,6 +39,15 @@ Quirks of the official code (method.md §9) are options whose defaults follow th
   the running-statistics updates of the later visits are replayed from the recorded batch
   statistics. The three agree up to the weighting of the last partial cycle (``one_pass``)
   or to floating-point rounding (``authors`` vs ``authors_cycling``).
+
+``bn_stats="frozen"`` (an option of every method, off by default) freezes the batch norm of
+the backbone g only. The projector's batch norm stays in train mode: the projector starts
+random, and its running statistics start at mean 0 and variance 1, not those of g(x), so it
+has to learn them from the proxy batches before the deployed path h∘p∘g can normalise with
+them. The importance estimate then runs with the backbone's batch norm in eval mode too, so its
+gradients are those of the function the steps change, no procedure updates the backbone's
+running statistics (``authors`` and ``authors_cycling`` keep no updates, as there are none to
+keep), and the three procedures differ only in how they weight the proxy batches.
 """
 
 from __future__ import annotations
@@ -168,6 +177,8 @@ class StructGuard(UnlearningMethod[StructGuardConfig]):
         return ProjectedClassifier(copy.deepcopy(original), Projector(original.feature_dim, anchor_dim))
 
     def train_mode(self) -> None:
+        """Backbone and projector in train mode (under ``bn_stats="frozen"`` the loop then freezes
+        the backbone's batch norm only; the projector's must learn its statistics)."""
         self.model.train()
         self.projector.train()
 
@@ -228,11 +239,12 @@ class StructGuard(UnlearningMethod[StructGuardConfig]):
 
     def estimate_importance(self, ctx: UnlearnContext) -> dict[str, torch.Tensor]:
         """``I_j = E|∂L_align/∂ψ_j|`` over the proxy set, on the current model and a copy of the
-        projector, in train mode (see the module docstring for the three procedures)."""
+        projector, in the modes of an update step (see the module docstring for the three
+        procedures and for ``bn_stats``)."""
         projector = copy.deepcopy(self.projector).train()
         mode = self.config.importance
         saved_buffers = {n: b.clone() for n, b in self.model.named_buffers()} if mode == "one_pass" else {}
-        self.model.train()
+        self.step_mode()
         size = self.config.batch_size
         sizes = [min(size, self.proxy_images.shape[0] - start) for start in range(0, self.proxy_images.shape[0], size)]
         visits = list(range(len(sizes))) if mode == "one_pass" else cycle_visits(sizes, ctx.num_retained)

@@ -1,5 +1,5 @@
-"""The pieces the methods' steps are made of: a trainable copy, the forget and proxy batches,
-the optimiser, the forget/proxy loss weighting and the weight-distance regulariser."""
+"""The pieces the methods' steps are made of: a trainable copy, frozen batch norm, the forget and
+proxy batches, the optimiser, the forget/proxy loss weighting and the weight-distance regulariser."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ def trainable_copy(model: ModuleT) -> ModuleT:
     for parameter in clone.parameters():
         parameter.requires_grad_(True)
     return clone
+
+
+def freeze_batch_norm(model: torch.nn.Module) -> None:
+    """Put every batch-norm layer of ``model`` in eval mode: the layers normalise with their
+    stored running statistics and never update them, while their affine weights still take
+    gradients. What ``bn_stats="frozen"`` does to the unlearned backbone."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def forget_batches(ctx: UnlearnContext, batch_size: int) -> list[Batch]:

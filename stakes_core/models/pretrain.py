@@ -2,8 +2,10 @@
 
 Recipe (L2UL's ``main_pretrain_*`` scripts): SGD lr 0.01, momentum 0.9, weight decay 5e-4,
 cosine annealing over the epochs, batch 128, random translation (+ flips where the dataset
-allows them). The trained weights are cached under the user's cache directory; a checkpoint
-whose checksum does not verify is reported, never silently used or overwritten.
+allows them). A config with a shipped checkpoint (:mod:`stakes_core.models.shipped`) loads it, so
+every machine starts from the same model; ``from_scratch=True`` trains here instead. Trained
+weights are cached under the user's cache directory; a cached checkpoint whose checksum does not
+verify is never used: it is reported in one line, removed and trained again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from stakes_core.infra.cache import TensorCache, config_key
 from stakes_core.infra.errors import ConfigError
 from stakes_core.metrics.accuracy import accuracy
 from stakes_core.models import create_model
+from stakes_core.models.shipped import find_shipped, load_shipped
 
 if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
@@ -40,15 +43,21 @@ class PretrainConfig:
     seed: int = 0
 
 
+SOURCES = ("shipped", "cache", "trained")
+"""Where a pretrained model came from: the checkpoint shipped with the package, this machine's
+cache (trained here before) or training just now."""
+
+
 @dataclass
 class Pretrained:
-    """A pretrained model with how it was made and how good it is."""
+    """A pretrained model with how it was made and how good it is; ``source`` is one of
+    :data:`SOURCES` and ``seconds`` the training time (on the machine that trained it)."""
 
     model: BackboneModule
     config: PretrainConfig
     test_acc: float
     seconds: float
-    from_cache: bool
+    source: str
 
 
 def build_model(config: PretrainConfig, dataset: ImageDataset) -> BackboneModule:
@@ -119,24 +128,37 @@ def load_or_pretrain(
     progress: bool = True,
     use_cache: bool = True,
     on_epoch: Callable[[int, int, float], None] | None = None,
+    from_scratch: bool = False,
 ) -> Pretrained:
-    """Return the cached checkpoint for this config, or train one and cache it.
+    """The shipped checkpoint of this config when there is one (unless ``from_scratch``), else the
+    cached checkpoint trained here before, else a model trained now (and cached).
 
-    A corrupt entry raises :class:`~stakes_core.infra.cache.CorruptCacheError` (it is not replaced
-    silently); delete the file it names to retrain.
+    A shipped file that fails its SHA-256 raises
+    :class:`~stakes_core.models.shipped.ShippedCheckpointError`; a corrupt cache entry is
+    reported (:class:`~stakes_core.infra.cache.CorruptCacheWarning`), removed and trained again.
     """
-    cache = TensorCache("checkpoints")
     full_config = checkpoint_config(config, dataset_config)
+    shipped = None if from_scratch else find_shipped(full_config)
+    if shipped is not None:
+        return Pretrained(_with_weights(config, dataset, load_shipped(shipped)), config, shipped.test_acc,
+                          shipped.seconds, source="shipped")
+    cache = TensorCache("checkpoints")
     key = config_key(full_config)
-    if use_cache and cache.exists(key):
-        payload = cache.load(key)
-        model = build_model(config, dataset)
-        model.load_state_dict(payload["state_dict"])
-        model.eval()
-        return Pretrained(model, config, payload["test_acc"], payload["seconds"], from_cache=True)
+    payload = cache.load_or_none(key) if use_cache else None  # a damaged entry is warned of, removed, retrained
+    if payload is not None:
+        model = _with_weights(config, dataset, payload["state_dict"])
+        return Pretrained(model, config, payload["test_acc"], payload["seconds"], source="cache")
     model, seconds = train_model(config, dataset, device, progress, on_epoch=on_epoch)
     test_acc = accuracy(model.to(device), dataset.test_images, dataset.test_labels, device=device)
     model.cpu()
     if use_cache:
         cache.save(key, {"state_dict": model.state_dict(), "test_acc": test_acc, "seconds": seconds}, full_config)
-    return Pretrained(model, config, test_acc, seconds, from_cache=False)
+    return Pretrained(model, config, test_acc, seconds, source="trained")
+
+
+def _with_weights(config: PretrainConfig, dataset: ImageDataset, state: dict[str, torch.Tensor]) -> BackboneModule:
+    """A backbone for ``dataset`` holding ``state``, in eval mode."""
+    model = build_model(config, dataset)
+    model.load_state_dict(state)
+    model.eval()
+    return model

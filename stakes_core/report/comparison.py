@@ -5,23 +5,23 @@ reference's own seed-to-seed spread (the noise band). Pure numbers; the runs com
 
 from __future__ import annotations
 
-import math
-import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from stakes_core.report.table import Cell
+from stakes_core.report.table import NOT_APPLICABLE, TARGET, Cell, mean_interval
 
 
 @dataclass
 class VariantComparison:
-    """Per-seed results of one method under several variants (``values[variant][metric]``)."""
+    """Per-seed results of one method under several variants (``values[variant][metric]``) and,
+    per variant, how many of its seeds reached forget accuracy 0 (``reached``)."""
 
     method: str
     k: int
     seeds: list[int]
     variants: list[str]
     values: dict[str, dict[str, list[float]]]
+    reached: dict[str, int] = field(default_factory=dict)
 
     def cell(self, variant: str, metric: str) -> Cell:
         return Cell(list(self.values[variant][metric]))
@@ -37,12 +37,15 @@ class VariantComparison:
         return self.cell(reference or self.variants[0], metric).sd
 
     def table(self, metrics: Sequence[str] = ("retain_acc", "forget_acc", "test_acc", "mean_collapse")) -> str:
-        """A markdown table: mean ± sd over the seeds of each variant."""
-        header = ["variant", "n", *metrics]
+        """A markdown table: mean ± sd over the seeds of each variant, and ``reached_target`` as
+        how many of the n seeds reached forget accuracy 0."""
+        header = ["variant", "n", *metrics, TARGET]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        n = len(self.seeds)
         for variant in self.variants:
             cells = [self.cell(variant, m).format(3 if "collapse" in m else 1) for m in metrics]
-            lines.append("| " + " | ".join([variant, str(len(self.seeds)), *cells]) + " |")
+            reached = f"{self.reached[variant]}/{n}" if variant in self.reached else NOT_APPLICABLE
+            lines.append("| " + " | ".join([variant, str(n), *cells, reached]) + " |")
         return "\n".join(lines)
 
     def paired_table(self, metric: str = "test_acc", reference: str | None = None) -> str:
@@ -59,14 +62,3 @@ class VariantComparison:
         lines.append(f"\nNoise band: the reference's own seed-to-seed sd is {self.noise(metric, reference):.{digits}f} "
                      f"({metric}, {len(self.seeds)} seeds).")
         return "\n".join(lines)
-
-
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A Student-t confidence interval of the mean (``(nan, nan)`` with fewer than two values)."""
-    if len(values) < 2:
-        return math.nan, math.nan
-    from scipy.stats import t
-
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
-    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
-    return mean - half, mean + half

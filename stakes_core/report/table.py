@@ -4,6 +4,14 @@ Cells are ``mean ± sd`` over the seeds found (sample standard deviation; ``n`` 
 many). The original model is the reference row of every k. A paired difference ``a − b`` is
 taken per seed (same forget set, same pretrained model) before averaging, which removes the
 seed-to-seed spread the two methods share.
+
+Every table says whether each method reached its target, forget accuracy 0: ``yes``/``no`` for
+one run, ``n/N`` (how many of the N runs did) for a pooled row. A method that stops at its epoch
+cap first leaves a model that still knows some forgotten instances, and its other numbers are
+not comparable with the rows of methods that got there; :func:`target_warnings` says so in
+words. :func:`environment_warning` says when pooled runs were made in different environments
+(PyTorch, threads, device, processor, code versions, pretrained checkpoint), whose numbers
+differ for reasons that are not in the config.
 """
 
 from __future__ import annotations
@@ -12,13 +20,18 @@ import csv
 import io
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 from stakes_core.infra.errors import ConfigError
 from stakes_core.run.results import RunResult
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds")
 REFERENCE = "original"
+TARGET = "reached_target"
+"""The column that says whether forget accuracy reached 0 (after the metrics in every table)."""
+NOT_APPLICABLE = "–"
 
 
 @dataclass
@@ -39,6 +52,17 @@ class Cell:
         return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}" if len(self.values) > 1 else f"{self.mean:.{digits}f}"
 
 
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A Student-t confidence interval of the mean (``(nan, nan)`` with fewer than two values)."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    from scipy.stats import t
+
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
 def metric_value(run: RunResult, method: str, metric: str) -> float:
     """One metric of one method in one run; the reference row has collapse 0 and no steps."""
     if method == REFERENCE:
@@ -52,11 +76,34 @@ def metric_value(run: RunResult, method: str, metric: str) -> float:
 RUN_COLUMNS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse", "steps", "seconds")
 
 
+def reached_text(run: RunResult, method: str) -> str:
+    """``yes`` or ``no``: whether ``method`` reached forget accuracy 0 in ``run`` (``–`` for the original)."""
+    if method == REFERENCE:
+        return NOT_APPLICABLE
+    return "yes" if run.method(method).reached_target else "no"
+
+
 def run_rows(run: RunResult, metrics: tuple[str, ...] = RUN_COLUMNS) -> list[dict[str, float | str]]:
-    """One plain row per model of one run (the original first): ``{"method": …, metric: value}``."""
+    """One plain row per model of one run (the original first):
+    ``{"method": …, metric: value, …, "reached_target": "yes" | "no" | "–"}``."""
     return [
-        {"method": method, **{m: metric_value(run, method, m) for m in metrics}}
+        {"method": method, **{m: metric_value(run, method, m) for m in metrics}, TARGET: reached_text(run, method)}
         for method in [REFERENCE, *run.methods]
+    ]
+
+
+def counted(count: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def target_warnings(run: RunResult) -> list[str]:
+    """One line per method of ``run`` that stopped at its epoch cap with forget accuracy above 0."""
+    return [
+        f"{name} stopped at its cap ({counted(result.epochs, 'epoch')}, {counted(result.steps, 'step')}) with "
+        f"forget_acc {result.metrics['forget_acc']:.1f} % (k={run.k}, seed {run.seed})"
+        for name, result in run.methods.items()
+        if not result.reached_target
     ]
 
 
@@ -70,7 +117,8 @@ def rows_to_csv(rows: list[dict[str, float | str]]) -> str:
 
 
 def summarize(runs: list[RunResult], metrics: tuple[str, ...] = METRICS) -> list[dict]:
-    """One row per (k, method): the cells of ``metrics`` over the seeds of that k."""
+    """One row per (k, method): the cells of ``metrics`` over the seeds of that k, ``n`` runs,
+    and in ``reached`` how many of them reached forget accuracy 0 (``None`` for the original)."""
     if not runs:
         raise ConfigError("no runs to tabulate")
     datasets = {run.dataset["name"] for run in runs}
@@ -83,7 +131,8 @@ def summarize(runs: list[RunResult], metrics: tuple[str, ...] = METRICS) -> list
         for method in [REFERENCE, *methods]:
             present = [run for run in group if method == REFERENCE or method in run.methods]
             cells = {m: Cell([metric_value(run, method, m) for run in present]) for m in metrics}
-            rows.append({"k": k, "method": method, "n": len(present), "cells": cells})
+            reached = None if method == REFERENCE else sum(run.method(method).reached_target for run in present)
+            rows.append({"k": k, "method": method, "n": len(present), "cells": cells, "reached": reached})
     return rows
 
 
@@ -129,33 +178,78 @@ def collapse_correlation(
 def to_markdown(
     rows: list[dict], metrics: tuple[str, ...] = METRICS, extra: dict[str, list[str]] | None = None
 ) -> str:
-    """The rows of :func:`summarize` as a markdown table; ``extra`` adds columns of text, one
-    value per row (the paper's numbers beside ours, for instance)."""
+    """The rows of :func:`summarize` as a markdown table, ``reached_target`` as ``n/N`` after the
+    metrics; ``extra`` adds columns of text, one value per row (the paper's numbers beside ours,
+    for instance)."""
     extra = extra or {}
-    header = ["k", "method", "n", *metrics, *extra]
+    header = ["k", "method", "n", *metrics, TARGET, *extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     digits = {"mean_collapse": 3, "steps": 0}
     for i, row in enumerate(rows):
         cells = [row["cells"][m].format(digits.get(m, 1)) for m in metrics]
+        reached = NOT_APPLICABLE if row["reached"] is None else f"{row['reached']}/{row['n']}"
         more = [column[i] for column in extra.values()]
-        lines.append("| " + " | ".join([str(row["k"]), row["method"], str(row["n"]), *cells, *more]) + " |")
+        lines.append("| " + " | ".join([str(row["k"]), row["method"], str(row["n"]), *cells, reached, *more]) + " |")
     return "\n".join(lines)
 
 
 def to_csv(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
+    """The rows of :func:`summarize` as CSV: mean and sd of every metric, then ``reached_target``
+    as a count of the ``n`` runs (empty for the original)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["k", "method", "n", *(f"{m}_{stat}" for m in metrics for stat in ("mean", "sd"))])
+    writer.writerow(["k", "method", "n", *(f"{m}_{stat}" for m in metrics for stat in ("mean", "sd")), TARGET])
     for row in rows:
         values = [v for m in metrics for v in (row["cells"][m].mean, row["cells"][m].sd)]
-        writer.writerow([row["k"], row["method"], row["n"], *values])
+        writer.writerow([row["k"], row["method"], row["n"], *values, "" if row["reached"] is None else row["reached"]])
     return text.getvalue()
 
 
 def paired_markdown(rows: list[dict], first: str, second: str, metric: str) -> str:
     digits = 3 if "collapse" in metric else 1
-    lines = [f"| k | {first} − {second} ({metric}), mean ± sd | per seed |", "|---|---|---|"]
+    lines = [f"| k | {first} − {second} ({metric}), mean ± sd | 95 % interval of the mean | n | per seed |",
+             "|---|---|---|---|---|"]
     for row in rows:
-        per_seed = ", ".join(f"{d:+.{digits}f}" for d in row["cell"].values)
-        lines.append(f"| {row['k']} | {row['cell'].format(digits)} | {per_seed} |")
+        cell = row["cell"]
+        low, high = mean_interval(cell.values)
+        interval = f"[{low:+.{digits}f}, {high:+.{digits}f}]" if len(cell.values) > 1 else "–"
+        per_seed = ", ".join(f"{d:+.{digits}f}" for d in cell.values)
+        lines.append(f"| {row['k']} | {cell.format(digits)} | {interval} | {len(cell.values)} | {per_seed} |")
     return "\n".join(lines)
+
+
+def environment_of(run: RunResult) -> dict[str, str]:
+    """What, besides its config, determined ``run``'s numbers, as comparable text: PyTorch,
+    threads, device, processor, accelerator, the pretrained checkpoint (shipped or trained where
+    the run was made, and its weights by hash) and each code version (``code loop``,
+    ``code adv``, …); a field an older run did not record is ``unrecorded``."""
+    environment, pretrained = run.environment, run.pretrained
+    found = {name: str(environment.get(name, "unrecorded")) for name in ("torch", "threads", "device", "cpu", "gpu")}
+    source = pretrained.get("source", "unrecorded")
+    found["checkpoint"] = source if source in ("shipped", "unrecorded") else "trained where it ran"
+    found["pretrained weights"] = str(pretrained.get("state_sha256", "unrecorded"))[:12]
+    found.update({f"code {part}": str(version) for part, version in environment.get("code_versions", {}).items()})
+    return found
+
+
+def environment_differences(runs: list[RunResult]) -> dict[str, Counter[str]]:
+    """For each environment field on which ``runs`` disagree, how many runs have each value
+    (a code version counts only among the runs of that method)."""
+    values: dict[str, Counter[str]] = {}
+    for run in runs:
+        for name, value in environment_of(run).items():
+            values.setdefault(name, Counter())[value] += 1
+    return {name: counts for name, counts in values.items() if len(counts) > 1}
+
+
+def environment_warning(runs: list[RunResult]) -> str | None:
+    """One line naming what differs between the environments of ``runs`` and how many runs have
+    each value, or ``None`` when they were all made alike."""
+    differences = environment_differences(runs)
+    if not differences:
+        return None
+    parts = []
+    for name, counts in differences.items():
+        values = ", ".join(f"{value} ({counted(count, 'run')})" for value, count in counts.most_common())
+        parts.append(f"{name} {values}")
+    return f"the {len(runs)} pooled runs were made in different environments: {'; '.join(parts)}"

@@ -13,6 +13,7 @@ import torch
 from stakes_core.anchors import ENCODERS, load_descriptions
 from stakes_core.anchors.variants import check_anchor_source
 from stakes_core.data import DATASETS
+from stakes_core.data.forget import check_seed
 from stakes_core.infra.accel import Acceleration
 from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import METHODS, PAPER_METHODS, create_method
@@ -38,6 +39,9 @@ class ExperimentConfig:
     precision: str = "fp32"
     channels_last: bool = False
     anchor_source: str = "text"
+    from_scratch: bool = False
+    """Start from a model pretrained on this machine instead of the shipped checkpoint (a
+    separate run key: the two models differ)."""
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -63,9 +67,16 @@ def resolve_device(device: str = "auto") -> str:
 
 def order_methods(names: list[str]) -> list[str]:
     """Known methods in the paper's order (l2ul before structguard), then the user's own; each
-    name checked against the registry."""
+    name checked against the registry, and a name given twice refused (a run has each method once)."""
     for name in names:
         METHODS.get(name)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        verb = "is" if len(repeated) == 1 else "are"
+        raise ConfigError(
+            f"method {', '.join(repr(name) for name in repeated)} {verb} named more than once: a run has each "
+            "method once, so name it once"
+        )
     unique = list(dict.fromkeys(names))
     canonical = [m for m in (*PAPER_METHODS, "oracle") if m in unique]
     return canonical + [m for m in unique if m not in canonical]
@@ -99,14 +110,17 @@ def experiment_config(
     precision: str = "fp32",
     channels_last: bool = False,
     anchor_source: str = "text",
+    from_scratch: bool = False,
 ) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from a preset and the user's choices (the CLI's path).
     ``precision="bf16"`` and ``channels_last`` are opt-in accelerator settings
     (:class:`~stakes_core.infra.accel.Acceleration`); the defaults keep fp32 results unchanged.
     ``anchor_source`` picks the paper's text anchors or an ablation control
-    (:mod:`stakes_core.anchors.variants`)."""
+    (:mod:`stakes_core.anchors.variants`). ``from_scratch`` pretrains here instead of loading the
+    shipped checkpoint (:mod:`stakes_core.models.shipped`)."""
     Acceleration(precision, channels_last)  # fail now on an unknown precision
     check_anchor_source(anchor_source)
+    seed = check_seed(seed)
     spec = load_preset(preset)
     names = order_methods(methods or list(PAPER_METHODS))
     configs = {name: dict(spec["methods"].get(name, {})) for name in names}
@@ -120,6 +134,7 @@ def experiment_config(
     pretrain = dict(spec["pretrain"])
     if pretrain_epochs is not None:
         pretrain["epochs"] = pretrain_epochs
+    check_seed(pretrain.get("seed", 0), "pretrain.seed")
     dataset = {**spec["dataset"], **(dataset_options or {})}
     encoder = encoder or spec["anchors"]["encoder"]
     descriptions = descriptions or spec["anchors"]["descriptions"]
@@ -141,6 +156,7 @@ def experiment_config(
         precision=precision,
         channels_last=channels_last,
         anchor_source=anchor_source,
+        from_scratch=from_scratch,
     )
 
 

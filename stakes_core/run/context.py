@@ -1,4 +1,4 @@
-"""The shared starting point of every method of a run: the dataset, the pretrained model (cached),
+"""The shared starting point of every method of a run: the dataset, the pretrained model (shipped or cached),
 the anchors, the forget set, the probe set and the projection, built from an
 :class:`~stakes_core.run.config.ExperimentConfig`. The analyses rebuild a saved run's context
 the same way."""
@@ -56,16 +56,18 @@ def load_dataset(config: ExperimentConfig) -> ImageDataset:
 def pretrained_model(
     config: ExperimentConfig, progress: bool = True, on_epoch: Callable[[int, int, float], None] | None = None
 ) -> Pretrained:
-    """The cached pretrained model of ``config``, trained first when there is none;
+    """The pretrained model of ``config``: the shipped checkpoint, or with ``config.from_scratch``
+    the one trained on this machine (cached; trained first when there is none);
     ``on_epoch(done, total, loss)`` reports training progress."""
     dataset, fingerprint = dataset_with_fingerprint(config)
     return load_or_pretrain(
-        PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress, on_epoch=on_epoch
+        PretrainConfig(**config.pretrain), dataset, fingerprint, config.device, progress, on_epoch=on_epoch,
+        from_scratch=config.from_scratch,
     )
 
 
 def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[UnlearnContext, Pretrained]:
-    """Load the dataset, pretrained model (cached) and anchors (cached) of ``config`` and build
+    """Load the dataset, pretrained model (shipped or cached) and anchors (cached) of ``config`` and build
     the shared context every method of the run starts from."""
     dataset = load_dataset(config)
     if not 0 < config.k < dataset.num_train:

@@ -2,22 +2,21 @@
 :class:`~stakes_core.run.config.ExperimentConfig`, runs every method on it and returns a
 :class:`~stakes_core.run.results.RunResult`. Every method starts from the same pretrained model,
 forget set, anchors, projection and probe set, so their structural-collapse curves are
-comparable.
+comparable. The summary records where the pretrained model came from and the environment
+(:mod:`stakes_core.run.environment`) that, with the config, determines the numbers.
 """
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict
 from typing import Any, Callable
-
-import torch
 
 from stakes_core.infra.cache import state_sha256
 from stakes_core.methods import StepRecord, UnlearnContext, create_method
 from stakes_core.metrics.accuracy import evaluate
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.context import dataset_with_fingerprint, prepare_context
+from stakes_core.run.environment import environment_record
 from stakes_core.run.results import MethodResult, RunResult
 
 
@@ -51,12 +50,11 @@ def run_experiment(
                  "num_test": int(dataset.test_labels.numel()), "image_shape": list(dataset.image_shape),
                  "train_sha256": fingerprint["train_sha256"]},
         original=evaluate(context.original, dataset, context.forget_idx, device=context.device),
-        pretrained={"test_acc": pretrained.test_acc, "seconds": pretrained.seconds, "from_cache": pretrained.from_cache,
+        pretrained={"test_acc": pretrained.test_acc, "seconds": pretrained.seconds, "source": pretrained.source,
                     "state_sha256": state_sha256(pretrained.model.state_dict())},
         forget_indices=context.forget_idx.tolist(),
         probe_indices=[] if context.probe_idx is None else context.probe_idx.tolist(),
         methods=results,
-        environment={"torch": torch.__version__, "python": platform.python_version(), "device": context.device,
-                     "threads": torch.get_num_threads()},
+        environment=environment_record(context.device, config.methods, pretrained.source),
         models={name: model.cpu() for name, model in context.unlearned.items()},
     )

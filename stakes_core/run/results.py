@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from stakes_core.infra.cache import atomic_write_bytes
+from stakes_core.infra.cache import atomic_write_bytes, writing
 from stakes_core.infra.errors import StakesError
 from stakes_core.metrics.records import StepRecord
 
@@ -71,11 +71,18 @@ class MethodResult:
         """``retain_acc − forget_acc`` at the end of unlearning."""
         return self.metrics["retain_acc"] - self.metrics["forget_acc"]
 
+    @property
+    def reached_target(self) -> bool:
+        """Whether unlearning reached its target, forget accuracy 0: the stopping rule fired
+        (``reached_zero``, the field stored on disk) or the model left at the cap forgets every
+        instance. False means the method stopped at its epoch cap with forget accuracy above 0."""
+        return self.reached_zero or self.metrics["forget_acc"] == 0.0
+
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "curve"}
         data.update(
             seconds=self.seconds, mean_collapse=self.mean_collapse, final_collapse=self.final_collapse,
-            tradeoff_acc=self.tradeoff_acc,
+            tradeoff_acc=self.tradeoff_acc, reached_target=self.reached_target,
         )
         return data
 
@@ -108,8 +115,15 @@ class RunResult:
         return self.methods[name]
 
     def save(self, directory: str | Path, save_models: bool = True) -> Path:
-        """Write the run to ``directory`` (created if needed); files are replaced atomically."""
+        """Write the run to ``directory`` (created if needed); files are replaced atomically, and
+        a failed write raises :class:`~stakes_core.infra.cache.WriteError` naming ``directory``.
+        :func:`~stakes_core.run.runstore.store_result` writes a whole run or nothing."""
         directory = Path(directory)
+        with writing(directory):
+            self._write(directory, save_models)
+        return directory
+
+    def _write(self, directory: Path, save_models: bool) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         summary = {
             "format": FORMAT_VERSION,
@@ -122,14 +136,14 @@ class RunResult:
             "environment": self.environment,
             "methods": {name: result.summary() for name, result in self.methods.items()},
         }
-        atomic_write_bytes(directory / "summary.json", json.dumps(summary, indent=2).encode())
         atomic_write_bytes(directory / "steps.csv", self._steps_csv().encode())
         if save_models:
             for name, model in self.models.items():
                 buffer = io.BytesIO()
                 torch.save(model.state_dict(), buffer)
                 atomic_write_bytes(directory / "models" / f"{name}.pt", buffer.getvalue())
-        return directory
+        # last: summary.json marks a run directory (find_runs)
+        atomic_write_bytes(directory / "summary.json", json.dumps(summary, indent=2).encode())
 
     def _steps_csv(self) -> str:
         curves = [r for result in self.methods.values() for r in result.curve]
@@ -147,38 +161,14 @@ class RunResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> "RunResult":
-        """Read a run written by :meth:`save` (models are not loaded; see ``load_state_dict``)."""
+        """Read a run written by :meth:`save` (models are not loaded; see ``load_state_dict``);
+        a missing or damaged file raises :class:`RunResultError` naming it (and the line)."""
         directory = Path(directory)
-        try:
-            summary = json.loads((directory / "summary.json").read_text())
-            rows = list(csv.DictReader((directory / "steps.csv").read_text().splitlines()))
-        except FileNotFoundError as error:
-            raise RunResultError(f"{directory} is not a run directory (missing {Path(error.filename).name})") from None
-        except json.JSONDecodeError as error:
-            raise RunResultError(f"{directory}/summary.json is not valid JSON: {error}") from None
-        if summary.get("format") != FORMAT_VERSION:
-            raise RunResultError(f"{directory} has format {summary.get('format')}, this version reads {FORMAT_VERSION}")
-        curves: dict[str, list[StepRecord]] = {}
-        for row in rows:
-            views = {"backbone": float(row["collapse"])}
-            terms = {}
-            for key, value in row.items():
-                if key in STEP_COLUMNS or value == "":
-                    continue
-                if key.startswith(VIEW_PREFIX):
-                    views[key[len(VIEW_PREFIX) :]] = float(value)
-                else:
-                    terms[key] = float(value)
-            curves.setdefault(row["method"], []).append(
-                StepRecord(
-                    int(row["step"]), int(row["epoch"]), float(row["forget_acc"]), views, float(row["loss"]),
-                    float(row["seconds"]), terms,
-                )
-            )
+        summary = read_summary(directory)
+        curves = read_steps(directory / "steps.csv")
         methods = {}
         for name, data in summary["methods"].items():
-            keys = ("method", "config", "metrics", "steps", "epochs", "timings", "reached_zero")
-            fields_ = {k: data[k] for k in keys}
+            fields_ = {k: data[k] for k in METHOD_KEYS}
             methods[name] = MethodResult(**fields_, curve=curves.get(name, []))
         return cls(
             summary["config"], summary["dataset"], summary["original"], summary["pretrained"],
@@ -191,12 +181,95 @@ class RunResult:
         path = Path(directory) / "models" / f"{method}.pt"
         if not path.is_file():
             raise RunResultError(f"no saved model for '{method}' in {directory}")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a truncated or foreign file
+            raise RunResultError(f"{path} is damaged: {error}") from None
+
+
+SUMMARY_KEYS = ("config", "dataset", "original", "pretrained", "forget_indices", "probe_indices", "methods")
+"""What every ``summary.json`` holds besides its ``format``."""
+METHOD_KEYS = ("method", "config", "metrics", "steps", "epochs", "timings", "reached_zero")
+"""What every method's entry of ``summary.json`` holds."""
+
+
+def read_summary(directory: Path) -> dict[str, Any]:
+    """The ``summary.json`` of a run directory, checked to hold every key a run needs."""
+    path = directory / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunResultError(f"{directory} is not a run directory (missing summary.json)") from None
+    except (OSError, ValueError) as error:  # ValueError: invalid JSON or UTF-8
+        raise RunResultError(f"{path} is damaged: not valid JSON ({error})") from None
+    if not isinstance(summary, dict):
+        raise RunResultError(f"{path} is damaged: it holds a {type(summary).__name__}, not a run summary")
+    if summary.get("format") != FORMAT_VERSION:
+        raise RunResultError(f"{directory} has format {summary.get('format')}, this version reads {FORMAT_VERSION}")
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise RunResultError(f"{path} is damaged: it has no {', '.join(missing)}")
+    if not isinstance(summary["methods"], dict):
+        raise RunResultError(f"{path} is damaged: 'methods' is not a mapping of method names")
+    for name, data in summary["methods"].items():
+        lacking = [key for key in METHOD_KEYS if key not in data] if isinstance(data, dict) else list(METHOD_KEYS)
+        if lacking:
+            raise RunResultError(f"{path} is damaged: method '{name}' has no {', '.join(lacking)}")
+    return summary
+
+
+def read_steps(path: Path) -> dict[str, list[StepRecord]]:
+    """The step records of ``steps.csv`` by method, every line checked: all columns present,
+    every field there and every number a number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RunResultError(f"{path.parent} is not a run directory (missing steps.csv)") from None
+    except (OSError, ValueError) as error:
+        raise RunResultError(f"{path} is damaged: {error}") from None
+    reader = csv.reader(lines)
+    header = next(reader, [])
+    missing = [column for column in STEP_COLUMNS if column not in header]
+    if missing:
+        raise RunResultError(f"{path} is damaged: line 1 lacks the column(s) {', '.join(missing)}")
+    curves: dict[str, list[StepRecord]] = {}
+    for line, values in enumerate(reader, start=2):
+        if len(values) != len(header):
+            raise RunResultError(
+                f"{path} is damaged: line {line} has {len(values)} of the {len(header)} fields (truncated?)"
+            )
+        row = dict(zip(header, values))
+        try:
+            record = step_record(row)
+        except ValueError as error:
+            problem = f"line {line} holds a value that is not a number ({error})"
+            raise RunResultError(f"{path} is damaged: {problem}") from None
+        curves.setdefault(row["method"], []).append(record)
+    return curves
+
+
+def step_record(row: dict[str, str]) -> StepRecord:
+    """One row of ``steps.csv`` as a :class:`StepRecord` (``ValueError`` on a bad number)."""
+    views = {"backbone": float(row["collapse"])}
+    terms = {}
+    for key, value in row.items():
+        if key in STEP_COLUMNS or value == "":
+            continue
+        if key.startswith(VIEW_PREFIX):
+            views[key[len(VIEW_PREFIX) :]] = float(value)
+        else:
+            terms[key] = float(value)
+    return StepRecord(
+        int(row["step"]), int(row["epoch"]), float(row["forget_acc"]), views, float(row["loss"]),
+        float(row["seconds"]), terms,
+    )
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Every run directory (holding ``summary.json``) under ``root``, sorted."""
+    """Every run directory (holding ``summary.json``) under ``root``, sorted; hidden folders (a
+    run store writer's temporary ``.….partial``, left behind by a killed process) are not runs."""
     root = Path(root)
     if (root / "summary.json").is_file():
         return [root]
-    return sorted(p.parent for p in root.rglob("summary.json"))
+    found = (p.parent for p in root.rglob("summary.json"))
+    return sorted(d for d in found if not any(part.startswith(".") for part in d.relative_to(root).parts))

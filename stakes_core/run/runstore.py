@@ -16,6 +16,11 @@ recomputes them and :func:`sibling_runs` leaves them out.
 The store may hold runs of methods that are not registered now (a plugin that is not loaded
 in this process). Reading the store never fails on them: :func:`sibling_runs` skips each such
 run with an :class:`UnregisteredMethodWarning` naming its folder and the method.
+
+A damaged entry (a truncated ``steps.csv`` or ``summary.json``, a missing or truncated model) is
+never served: :func:`load_or_run` runs it again with a :class:`DamagedRunWarning` and
+:func:`sibling_runs` leaves it out with one. Two processes that store the same run at once
+each write their own temporary folder; the entry holds one complete copy.
 """
 
 from __future__ import annotations
@@ -23,24 +28,37 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+import threading
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from stakes_core.anchors import load_descriptions
 from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
-from stakes_core.infra.cache import atomic_write_bytes, cache_root, config_key
+from stakes_core.infra.cache import atomic_write_bytes, cache_root, config_key, writing
 from stakes_core.infra.errors import StakesError
 from stakes_core.methods import LOOP_VERSION, METHODS, StepRecord, create_method
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.experiment import run_experiment
-from stakes_core.run.results import FORMAT_VERSION, RunResult, find_runs
+from stakes_core.run.results import FORMAT_VERSION, RunResult, RunResultError, find_runs, read_summary
 
 
 class UnregisteredMethodWarning(UserWarning):
     """A stored run was skipped because one of its methods is not registered in this process
     (typically a plugin's method, with the plugin not loaded)."""
+
+
+class DamagedRunWarning(UserWarning):
+    """A stored run is damaged: it is run again (:func:`load_or_run`) or left out (:func:`sibling_runs`)."""
+
+
+RUNNING = threading.Lock()
+"""One new run at a time in a process. Methods seed and draw from torch's process-wide random
+generator (weight initialisation, random starts), so two runs interleaved in threads (two
+dashboard sessions of one server) would change each other's results; the second waits."""
 
 
 def store_root(root: str | Path | None = None) -> Path:
@@ -76,11 +94,29 @@ def run_directory(config: ExperimentConfig, root: str | Path | None = None) -> P
     return store_root(root) / name
 
 
+def entry_problem(directory: Path, methods: list[str]) -> str | None:
+    """Why ``directory`` is not a complete stored run of ``methods`` that reads back (``None``
+    when it is one): absent, a model missing or truncated, or a damaged file (the message of
+    :meth:`RunResult.load`, naming it)."""
+    if not (directory / "summary.json").is_file():
+        return f"{directory} is not stored"
+    for name in methods:
+        model = directory / "models" / f"{name}.pt"
+        if not model.is_file():
+            return f"{directory} has no saved model for '{name}'"
+        if not zipfile.is_zipfile(model):  # torch.save writes a zip archive; a truncated one lacks its end
+            return f"{model} is damaged: not a complete torch.save archive"
+    try:
+        RunResult.load(directory)
+    except RunResultError as error:
+        return str(error)
+    return None
+
+
 def is_complete(directory: Path, methods: list[str]) -> bool:
-    """True when ``directory`` holds a finished run with a saved model for every method."""
-    return (directory / "summary.json").is_file() and all(
-        (directory / "models" / f"{name}.pt").is_file() for name in methods
-    )
+    """True when ``directory`` holds a finished run that reads back, with a saved model for
+    every method (:func:`entry_problem` says what is wrong otherwise)."""
+    return entry_problem(directory, methods) is None
 
 
 def load_or_run(
@@ -89,15 +125,25 @@ def load_or_run(
     progress: bool = True,
     on_step: Callable[[str, StepRecord], None] | None = None,
 ) -> Path:
-    """The directory of the run of ``config``, running it first when it is not stored yet.
+    """The directory of the run of ``config``, running it first when it is not stored yet or
+    its entry is damaged (said in a one-line :class:`DamagedRunWarning`; never served). Runs of
+    one process are made one at a time (:data:`RUNNING`), so each has the results of its config.
 
     ``on_step`` sees every step record of a new run; raising from it cancels the run, and
     nothing is stored.
     """
     directory = run_directory(config, root)
-    if is_complete(directory, config.methods):
+    problem = entry_problem(directory, config.methods)
+    if problem is None:
         return directory
-    result = run_experiment(config, progress=progress, on_step=on_step)
+    if (directory / "summary.json").is_file():
+        warnings.warn(f"{problem}; running it again", DamagedRunWarning, stacklevel=2)
+    with RUNNING:
+        if is_complete(directory, config.methods):  # stored meanwhile (another session or process)
+            return directory
+        result = run_experiment(config, progress=progress, on_step=on_step)
+    if is_complete(directory, config.methods):  # another process stored the same run meanwhile
+        return directory
     return store_result(result, directory)
 
 
@@ -117,11 +163,12 @@ class SkippedRun:
 
 @dataclass
 class Siblings:
-    """What :func:`find_siblings` found: the runs, and the stored runs it had to skip because a
-    method of theirs is not registered now."""
+    """What :func:`find_siblings` found: the runs, the stored runs it had to skip because a
+    method of theirs is not registered now, and what is wrong with each damaged one it left out."""
 
     runs: list[RunResult] = field(default_factory=list)
     skipped: list[SkippedRun] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
 
 
 def find_siblings(
@@ -133,14 +180,22 @@ def find_siblings(
     Runs made by other code are left out: one whose key no longer matches its config (a
     method's or the loop's ``version`` was bumped since) and one whose config the methods no
     longer accept (a hyperparameter was removed). A run of a method that is not registered now
-    is left out with a notice in ``skipped``; nothing here raises for what the store holds.
+    is left out with a notice in ``skipped``, a damaged one with its problem in ``damaged``;
+    nothing here raises for what the store holds.
     """
     root = store_root(root)
     wanted = {key: value for key, value in canonical_config(asdict(config)).items() if key not in vary}
     found = Siblings()
     for directory in find_runs(root) if root.is_dir() else []:
-        saved = json.loads((directory / "summary.json").read_text())["config"]  # no step records yet
-        missing = tuple(name for name in saved["methods"] if name not in METHODS)
+        try:
+            saved = read_summary(directory)["config"]  # no step records yet
+            missing = tuple(name for name in saved["methods"] if name not in METHODS)
+        except RunResultError as error:
+            found.damaged.append(str(error))
+            continue
+        except (KeyError, TypeError):
+            found.damaged.append(f"{directory / 'summary.json'} is damaged: its config has no list of methods")
+            continue
         if missing:
             found.skipped.append(SkippedRun(directory, missing))
             continue
@@ -150,7 +205,10 @@ def find_siblings(
         except (StakesError, ValueError, TypeError):  # a field, hyperparameter or descriptions file gone: other code
             continue
         if current:
-            found.runs.append(RunResult.load(directory))
+            try:
+                found.runs.append(RunResult.load(directory))
+            except RunResultError as error:
+                found.damaged.append(str(error))
     return found
 
 
@@ -162,21 +220,31 @@ def sibling_runs(
     found = find_siblings(config, root, vary)
     for skipped in found.skipped:
         warnings.warn(str(skipped), UnregisteredMethodWarning, stacklevel=2)
+    for problem in found.damaged:
+        warnings.warn(f"left out a damaged stored run: {problem}", DamagedRunWarning, stacklevel=2)
     return found.runs
 
 
-def store_result(result: RunResult, directory: Path) -> Path:
-    """Save ``result`` to ``directory`` all at once (temporary folder, then rename)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    partial = directory.with_name(f".{directory.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        result.save(partial)
-        if directory.exists():  # an incomplete entry (a complete one is returned before running)
-            shutil.rmtree(directory)
-        os.replace(partial, directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+def store_result(result: RunResult, directory: Path, save_models: bool = True) -> Path:
+    """Save ``result`` to ``directory`` all at once: into a temporary folder of this writer's
+    own, renamed into place when complete, so a failure (a full disk: a one-line
+    :class:`~stakes_core.infra.cache.WriteError`) or a kill leaves no partial entry and an
+    existing ``directory`` is replaced only by a whole run. When another writer puts the same
+    entry in place meanwhile, its copy is kept."""
+    directory = Path(directory)
+    with writing(directory):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
+        try:
+            result.save(partial, save_models)
+            shutil.rmtree(directory, ignore_errors=True)  # a damaged entry, or an earlier run of --out
+            try:
+                os.replace(partial, directory)
+            except OSError:
+                if not (directory / "summary.json").is_file():  # not another writer's complete copy
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return directory
 
 
