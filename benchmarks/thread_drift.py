@@ -225,29 +225,46 @@ def compare(base: list[dict], other: list[dict], methods: list[str]) -> dict[str
     return summary
 
 
+def ordered(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 1-vs-2-thread comparisons by k (as given), then by setting (as listed in SETTINGS)."""
+    return sorted(payload["threads"], key=lambda e: (payload["ks"].index(e["k"]), list(SETTINGS).index(e["setting"])))
+
+
+def verdict(stats: dict[str, Any]) -> str:
+    """``identical``, ``loss record only`` (every record but the logged loss value and every final
+    metric equal) or ``moving``, for one method's 1-vs-2-thread comparison."""
+    if stats["seeds_differing"] == 0:
+        return "identical"
+    others = [gap for name, gap in stats["max_record_gap"].items() if name != "loss"]
+    if max(others) == 0 and all(stats[m]["max_abs"] == 0 for m in COMPARED):
+        return "loss record only"
+    return "moving"
+
+
 def summary(payload: dict[str, Any]) -> list[str]:
     """Plain conclusions drawn from the tables below: how far the default moves, which settings
     remove the move for which methods, and which building blocks no setting makes thread-independent."""
     lines = ["## Summary", ""]
-    for entry in payload["threads"]:
-        if entry["setting"] != "default":
-            continue
-        stats = entry["methods"].values()
-        differ = sum(s["seeds_differing"] for s in stats)
-        pairs = sum(s["seeds"] for s in stats)
-        test = max(s["test_acc"]["max_abs"] for s in stats)
-        mean = statistics.fmean(s["test_acc"]["mean_abs"] for s in stats)
-        collapse = statistics.fmean(s["mean_collapse"]["mean_abs"] for s in stats)
-        lines.append(f"- Default, k = {entry['k']}: {differ} of {pairs} (method, seed) runs differ between 1 and 2 "
-                     f"threads. Test accuracy moves by {mean:.2f} points on average over methods and seeds "
-                     f"(|Δ|, largest {test:.1f}), mean collapse by {collapse:.4f}.")
-    for entry in payload["threads"]:
+    for entry in ordered(payload):
+        stats = entry["methods"]
         if entry["setting"] == "default":
+            differ = sum(s["seeds_differing"] for s in stats.values())
+            pairs = sum(s["seeds"] for s in stats.values())
+            test = max(s["test_acc"]["max_abs"] for s in stats.values())
+            mean = statistics.fmean(s["test_acc"]["mean_abs"] for s in stats.values())
+            collapse = statistics.fmean(s["mean_collapse"]["mean_abs"] for s in stats.values())
+            steps = max(s["steps"]["max_abs"] for s in stats.values())
+            lines.append(f"- Default, k = {entry['k']}: {differ} of {pairs} (method, seed) runs differ between 1 and "
+                         f"2 threads. Test accuracy moves by {mean:.2f} points on average over methods and seeds "
+                         f"(|Δ|; largest {test:.1f}), mean collapse by {collapse:.4f}, the step count by up to "
+                         f"{steps:g}.")
             continue
-        same = [m for m, s in entry["methods"].items() if s["seeds_differing"] == 0]
-        moved = [m for m in entry["methods"] if m not in same]
-        lines.append(f"- `{entry['setting']}`, k = {entry['k']}, seeds {entry['seeds']}: identical records for "
-                     f"{', '.join(same) or 'no method'}; still moving: {', '.join(moved) or 'none'}.")
+        groups: dict[str, list[str]] = {}
+        for method, stats_of in stats.items():
+            groups.setdefault(verdict(stats_of), []).append(method)
+        parts = [f"{label}: {', '.join(groups[label])}" for label in ("identical", "loss record only", "moving")
+                 if label in groups]
+        lines.append(f"- `{entry['setting']}`, k = {entry['k']}, {len(entry['seeds'])} seed(s): {'; '.join(parts)}.")
     everywhere = [name for name in next(iter(payload["blocks"].values()))
                   if not any(same[name] for same in payload["blocks"].values())]
     lines += [f"- Thread-dependent under every setting tried: {'; '.join(everywhere) or 'nothing'}.", ""]
@@ -274,7 +291,7 @@ def markdown(payload: dict[str, Any]) -> str:
              "| setting | k | method | differ | Δ test_acc | \\|Δ\\| test | Δ forget_acc | Δ mean_collapse | Δ steps "
              "| max \\|Δ\\| per step: forget acc, collapse, loss | first |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for entry in payload["threads"]:
+    for entry in ordered(payload):
         for method, s in entry["methods"].items():
             cells = [interval(s[m], digits_of(m)) for m in COMPARED]
             cells.insert(1, f"{s['test_acc']['mean_abs']:.2f}")
@@ -376,7 +393,8 @@ def main() -> None:
             | {"method": method, **{m: v for m, v in run.items() if m != "curve"}}
             for record in records for method, run in record["runs"].items()]
     payload = {"command": f"STAKES_CACHE_DIR={os.environ.get('STAKES_CACHE_DIR', '')} python {shlex.join(sys.argv)}",
-               "machine": machine(), "seeds": args.seeds, "probe_seeds": args.probe_seeds, "methods": args.methods,
+               "machine": machine(), "ks": args.k, "seeds": args.seeds, "probe_seeds": args.probe_seeds,
+               "methods": args.methods,
                "seconds": sum(r["seconds"] for r in records), "blocks": blocks, "threads": threads, "costs": costs,
                "timing": timing, "rows": rows}
     Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
