@@ -2,7 +2,7 @@
 
 Every step runs in train mode (the paper's), so the backbone's batch-norm running statistics
 move with every forward pass on the small forget and proxy batches. For every paper method on
-digits, per k and seed (paired: one shared context and proxy set per (k, seed)), three arms run
+digits, per k and seed (paired: one shared context and proxy set per (k, seed)), four arms run
 with the digits preset's hyperparameters:
 
 - ``train``: the default (``bn_stats="train"``);

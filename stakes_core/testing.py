@@ -11,6 +11,8 @@ corners plus noise, learnable in a few steps, and the model a width-2 narrow Res
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,7 +26,7 @@ from stakes_core.models import create_model
 if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
 
-__all__ = ["scratch_registries", "tiny_context", "tiny_dataset", "tiny_model"]
+__all__ = ["scratch_registries", "tiny_context", "tiny_dataset", "tiny_model", "write_tiny_preset"]
 
 
 def tiny_dataset(num_classes: int = 4, per_class: int = 24, size: int = 8, seed: int = 0) -> ImageDataset:
@@ -75,3 +77,20 @@ def tiny_context(
     probe = StructureProbe(dataset.train_images[probe_idx], anchors, model, projection)
     return UnlearnContext(model, dataset, forget_idx, anchors, probe, projection, seed=seed, progress=False,
                           probe_idx=probe_idx)
+
+
+def write_tiny_preset(folder: Path, dataset: str = "tiny") -> Path:
+    """Write a preset JSON (and its descriptions) for a run on the tiny data to ``folder``: a
+    width-2 narrow ResNet-18 pretrained for 2 epochs, random 8-d anchors, k = 4, a 32-image
+    probe. Register the data under ``dataset`` first (``DATASETS.register(dataset, lambda **_:
+    tiny_dataset())``); a whole run through the command line then takes seconds."""
+    descriptions = folder / "tiny_descriptions.json"
+    descriptions.write_text(json.dumps({f"c{c}": [f"a bright square in corner {c}"] for c in range(4)}))
+    preset = folder / "tiny.json"
+    preset.write_text(json.dumps({
+        "dataset": {"name": dataset},
+        "pretrain": {"model": "resnet18_narrow", "model_kwargs": {"width": 2}, "epochs": 2},
+        "anchors": {"encoder": "random:8", "descriptions": str(descriptions)}, "k": [4], "probe_size": 32,
+        "methods": {},
+    }))
+    return preset

@@ -50,7 +50,7 @@ from stakes_core.run.runstore import (
     sibling_runs,
     store_result,
 )
-from stakes_core.testing import scratch_registries, tiny_dataset
+from stakes_core.testing import scratch_registries, tiny_dataset, write_tiny_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -466,15 +466,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiny]:
     folder = tmp_path_factory.mktemp("tiny")
     plugin = folder / "tiny_data.py"
     plugin.write_text(TINY_DATA_PLUGIN)
-    descriptions = folder / "descriptions.json"
-    descriptions.write_text(json.dumps({f"c{c}": [f"a bright square in corner {c}"] for c in range(4)}))
-    preset = folder / "tiny.json"
-    preset.write_text(json.dumps({
-        "dataset": {"name": "tiny"},
-        "pretrain": {"model": "resnet18_narrow", "model_kwargs": {"width": 2}, "epochs": 2},
-        "anchors": {"encoder": "random:8", "descriptions": str(descriptions)}, "k": [4], "probe_size": 32,
-        "methods": {},
-    }))
+    preset = write_tiny_preset(folder)
     found = Tiny(folder, preset, plugin, folder / "cache")
     with scratch_registries():
         DATASETS.register("tiny", lambda **_: tiny_dataset())

@@ -6,7 +6,6 @@ method is not loaded, and the code version in the run key. The examples of
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import re
 import subprocess
@@ -34,7 +33,7 @@ from stakes_core.run.runstore import (
     run_key,
     sibling_runs,
 )
-from stakes_core.testing import scratch_registries, tiny_dataset
+from stakes_core.testing import scratch_registries, tiny_dataset, write_tiny_preset
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
@@ -304,15 +303,7 @@ def test_page_addresses_are_checked() -> None:
 def tiny_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A preset on the tiny dataset (registered for the test) with random anchors: runs in seconds."""
     monkeypatch.setenv("STAKES_CACHE_DIR", str(tmp_path / "cache"))
-    descriptions = tmp_path / "tiny_descriptions.json"
-    descriptions.write_text(json.dumps({f"c{c}": [f"a bright square in corner {c}"] for c in range(4)}))
-    preset = tmp_path / "tiny.json"
-    preset.write_text(json.dumps({
-        "dataset": {"name": "tiny"},
-        "pretrain": {"model": "resnet18_narrow", "model_kwargs": {"width": 2}, "epochs": 2},
-        "anchors": {"encoder": "random:8", "descriptions": str(descriptions)}, "k": [4], "probe_size": 32,
-        "methods": {},
-    }))
+    preset = write_tiny_preset(tmp_path)
     with scratch_registries():
         DATASETS.register("tiny", lambda **_: tiny_dataset())
         yield preset
