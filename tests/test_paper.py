@@ -7,8 +7,11 @@ from stakes_core.report.table import Cell
 
 
 def rows(k: int) -> list[dict]:
-    return [{"k": k, "method": m, "n": 1, "cells": {x: Cell([1.0]) for x in ("retain_acc", "forget_acc", "test_acc")}}
-            for m in ("original", "l2ul", "structguard")]
+    names = ("retain_acc", "forget_acc", "test_acc")
+    return [
+        {"k": k, "method": m, "n": 1, "cells": {x: Cell([1.0]) for x in names}, "reached": None if m == "original" else 1}
+        for m in ("original", "l2ul", "structguard")
+    ]
 
 
 def test_known_numbers_and_missing_ones() -> None:
@@ -27,5 +30,5 @@ def test_paper_column_only_for_the_cifar_settings() -> None:
 
 def test_table_with_paper_adds_the_column_for_cifar_only() -> None:
     cifar = table_with_paper(rows(256), "cifar100")
-    assert "paper test_acc" in cifar and "| 256 | structguard | 1 | 1.0 | 1.0 | 1.0 | 56.91 |" in cifar
+    assert "paper test_acc" in cifar and "| 256 | structguard | 1 | 1.0 | 1.0 | 1.0 | 1/1 | 56.91 |" in cifar
     assert "paper" not in table_with_paper(rows(16), "digits")
