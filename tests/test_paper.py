@@ -9,7 +9,8 @@ from stakes_core.report.table import Cell
 def rows(k: int) -> list[dict]:
     names = ("retain_acc", "forget_acc", "test_acc")
     return [
-        {"k": k, "method": m, "n": 1, "cells": {x: Cell([1.0]) for x in names}, "reached": None if m == "original" else 1}
+        {"k": k, "method": m, "n": 1, "cells": {x: Cell([1.0]) for x in names},
+         "reached": None if m == "original" else 1}
         for m in ("original", "l2ul", "structguard")
     ]
 
