@@ -19,7 +19,6 @@ from stakes_core.anchors.encoders import list_encoder_examples
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
 from stakes_core.methods import PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
-from stakes_core.models.pretrain import Pretrained
 from stakes_core.run.config import ExperimentConfig, method_hyperparameters
 from stakes_core.run.context import load_dataset
 from stakes_core.run.presets import list_presets
@@ -155,15 +154,6 @@ def current_config(methods: list[str] | None = None, descriptions: str | None = 
     if k >= num_train:
         raise SettingsError(f"k must be smaller than the {num_train} training images.")
     return config
-
-
-def origin(pretrained: Pretrained) -> str:
-    """Where the pretrained model came from, in words for the page."""
-    return {
-        "shipped": "the shipped checkpoint, SHA-256 verified",
-        "cache": "trained on this machine before, from the cache",
-        "trained": f"trained here in {pretrained.seconds:.0f} s",
-    }[pretrained.source]
 
 
 def stored_run(config: ExperimentConfig) -> Path | None:

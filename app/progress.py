@@ -15,8 +15,6 @@ from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.context import pretrained_model
 from stakes_core.run.runstore import load_or_run
 
-import lab
-
 
 def run_with_progress(config: ExperimentConfig) -> Path:
     """Pretrain or load the model, then run every method of ``config``; returns the stored run."""
@@ -27,7 +25,7 @@ def run_with_progress(config: ExperimentConfig) -> Path:
         bar.progress(done / total, text=f"Pretraining: epoch {done}/{total}, loss {loss:.3f}")
 
     pretrained = pretrained_model(config, progress=False, on_epoch=on_epoch)
-    pretraining.caption(f"Pretrained model: test accuracy {pretrained.test_acc:.1f} % ({lab.origin(pretrained)}).")
+    pretraining.caption(f"Pretrained model: test accuracy {pretrained.test_acc:.1f} % ({pretrained.origin}).")
     bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting") for m in config.methods}
 
     def on_step(method: str, record: StepRecord) -> None:

@@ -76,11 +76,7 @@ def command_pretrain(args: argparse.Namespace) -> None:
         from_scratch=args.from_scratch,
     )
     _, pretrained = prepare_context(config, progress=not args.quiet)
-    source = {
-        "shipped": "the shipped checkpoint, SHA-256 verified; --from-scratch trains one here",
-        "cache": "trained on this machine before, from the cache",
-        "trained": f"trained here in {pretrained.seconds:.1f} s",
-    }[pretrained.source]
+    source = pretrained.origin + ("; --from-scratch trains one here" if pretrained.source == "shipped" else "")
     print(f"{config.pretrain['model']} on {config.dataset['name']}: test_acc {pretrained.test_acc:.2f} % ({source})")
 
 

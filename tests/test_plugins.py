@@ -24,7 +24,7 @@ from stakes_core.infra.errors import ConfigError, StakesError
 from stakes_core.infra.plugins import ENTRY_POINT_GROUP, PLUGINS_ENV, PluginNotFoundError, load_plugins
 from stakes_core.lab.pages import list_pages, register_page
 from stakes_core.methods import METHODS, NegGrad, hyperparameters, list_methods
-from stakes_core.run import runstore
+from stakes_core.run import environment
 from stakes_core.run.config import experiment_config
 from stakes_core.run.runstore import (
     UnregisteredMethodWarning,
@@ -327,7 +327,7 @@ def test_bumping_a_method_version_changes_its_key_and_recomputes(
     second = load_or_run(config, root=store, progress=False, on_step=lambda method, record: steps.append(record))
     assert steps and second != first and first.is_dir()  # recomputed into a new entry; the old one is left alone
     assert len(list(store.iterdir())) == 2 and len(sibling_runs(config, root=store)) == 1  # the stale one is not pooled
-    monkeypatch.setattr(runstore, "LOOP_VERSION", runstore.LOOP_VERSION + 1)
+    monkeypatch.setattr(environment, "LOOP_VERSION", environment.LOOP_VERSION + 1)
     assert run_key(config) not in {key, second.name.rsplit("-", 1)[1]}
 
 

@@ -69,5 +69,5 @@ if st.button("Pretrain or load the model", icon=":material/model_training:"):
         on_epoch=lambda done, total, loss: bar.progress(done / total, text=f"epoch {done}/{total}, loss {loss:.3f}"),
     )
     bar.empty()
-    st.success(f"{config.pretrain['model']}: test accuracy {model.test_acc:.2f} % ({lab.origin(model)}).")
+    st.success(f"{config.pretrain['model']}: test accuracy {model.test_acc:.2f} % ({model.origin}).")
 st.page_link("views/run.py", label="Next: run the unlearning", icon=":material/play_arrow:")

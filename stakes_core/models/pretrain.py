@@ -59,6 +59,15 @@ class Pretrained:
     seconds: float
     source: str
 
+    @property
+    def origin(self) -> str:
+        """Where the model came from, in words (the CLI's and the dashboard's line)."""
+        return {
+            "shipped": "the shipped checkpoint, SHA-256 verified",
+            "cache": "trained on this machine before, from the cache",
+            "trained": f"trained here in {self.seconds:.1f} s",
+        }[self.source]
+
 
 def build_model(config: PretrainConfig, dataset: ImageDataset) -> BackboneModule:
     """A randomly initialised backbone shaped for ``dataset``."""

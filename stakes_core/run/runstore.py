@@ -40,8 +40,9 @@ from stakes_core.anchors import load_descriptions
 from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
 from stakes_core.infra.cache import atomic_write_bytes, cache_root, config_key, writing
 from stakes_core.infra.errors import StakesError
-from stakes_core.methods import LOOP_VERSION, METHODS, StepRecord, create_method
+from stakes_core.methods import METHODS, StepRecord, create_method
 from stakes_core.run.config import ExperimentConfig
+from stakes_core.run.environment import code_versions
 from stakes_core.run.experiment import run_experiment
 from stakes_core.run.results import FORMAT_VERSION, RunResult, RunResultError, find_runs, read_summary
 
@@ -84,7 +85,7 @@ def run_key(config: ExperimentConfig) -> str:
     data = canonical_config(asdict(config))
     data["descriptions"] = descriptions_hash(load_descriptions(config.descriptions))
     data["format"] = FORMAT_VERSION
-    data["code_versions"] = {"loop": LOOP_VERSION, **{name: METHODS.get(name).version for name in config.methods}}
+    data["code_versions"] = code_versions(config.methods)
     return config_key(data)
 
 
