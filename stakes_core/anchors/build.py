@@ -2,6 +2,8 @@
 
 Encoding is slow for CLIP (about 10 s per 100 prompts on a CPU) while the result is tiny, so
 anchors are cached by encoder spec and descriptions hash; a cache hit never builds the encoder.
+Processes that need the same anchors at once (the workers of a sweep) encode them once: the
+entry's cross-process lock is held around the check, the encoding and the save.
 """
 
 from __future__ import annotations
@@ -36,22 +38,29 @@ def build_anchors(
     fingerprint = weights_fingerprint(encoder)
     if fingerprint:
         config["weights"] = fingerprint
+    if not use_cache:
+        return encode_descriptions(descriptions, encoder, device)
     key = config_key(config)
     cache = TensorCache("anchors")
-    if use_cache and cache.exists(key):
-        try:
-            anchors = cache.load(key)
-        except CorruptCacheError as error:
-            logger.warning("%s; rebuilding the anchors", error)
-        else:
-            if isinstance(anchors, torch.Tensor) and anchors.ndim == 2 and len(anchors) == len(descriptions):
-                return anchors
-            logger.warning("cached anchors %s have the wrong shape; rebuilding them", key)
-    prompts = [class_prompt(attributes) for attributes in descriptions.values()]
-    anchors = create_encoder(encoder, device).encode(prompts).contiguous()
-    if use_cache:
+    with cache.lock(key):  # workers that need these anchors at once: one encodes them, the others load them
+        if cache.exists(key):
+            try:
+                anchors = cache.load(key)
+            except CorruptCacheError as error:
+                logger.warning("%s; rebuilding the anchors", error)
+            else:
+                if isinstance(anchors, torch.Tensor) and anchors.ndim == 2 and len(anchors) == len(descriptions):
+                    return anchors
+                logger.warning("cached anchors %s have the wrong shape; rebuilding them", key)
+        anchors = encode_descriptions(descriptions, encoder, device)
         cache.save(key, anchors, config)
-    return anchors
+        return anchors
+
+
+def encode_descriptions(descriptions: Descriptions, encoder: str, device: str = "cpu") -> torch.Tensor:
+    """The anchors of ``descriptions`` encoded now, without the cache (one prompt per class)."""
+    prompts = [class_prompt(attributes) for attributes in load_descriptions(descriptions).values()]
+    return create_encoder(encoder, device).encode(prompts).contiguous()
 
 
 def anchor_similarity(anchors: torch.Tensor) -> torch.Tensor:

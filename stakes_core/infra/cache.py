@@ -7,6 +7,8 @@ detected on load instead of silently used, and a failed write never replaces a g
 A write that fails (a full disk, a path through a file) leaves nothing behind and raises a
 one-line :class:`WriteError` naming the path; a damaged entry is either refused
 (:meth:`TensorCache.load`) or removed and rebuilt (:meth:`TensorCache.load_or_none`).
+Processes that build the same entry at once (the workers of a sweep) take its cross-process
+lock first (:meth:`TensorCache.lock`), so one builds it and the others wait and load it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import os
 import tempfile
 import warnings
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +28,7 @@ import platformdirs
 import torch
 
 from stakes_core.infra.errors import StakesError
+from stakes_core.infra.locks import file_lock
 
 
 class CorruptCacheError(StakesError, RuntimeError):
@@ -149,10 +152,18 @@ class TensorCache:
     """
 
     def __init__(self, namespace: str, root: Path | None = None) -> None:
-        self.directory = (root or cache_root()) / namespace
+        self.namespace = namespace
+        self.root = root or cache_root()
+        self.directory = self.root / namespace
 
     def paths(self, key: str) -> tuple[Path, Path]:
         return self.directory / f"{key}.pt", self.directory / f"{key}.json"
+
+    def lock(self, key: str) -> AbstractContextManager[float]:
+        """The cross-process lock of the entry ``key``: hold it around checking, building and
+        saving the entry, so concurrent builders build it once. Its file lives in the cache's
+        ``locks`` folder (an empty file; a killed holder's lock is released by the OS)."""
+        return file_lock(self.root / "locks" / self.namespace / f"{key}.lock")
 
     def exists(self, key: str) -> bool:
         payload, meta = self.paths(key)

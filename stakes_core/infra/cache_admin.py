@@ -30,6 +30,7 @@ CACHE_PARTS = (
     CachePart("anchors", "encoded anchors"),
     CachePart("descriptions", "edited descriptions (the dashboard's Stakes page)"),
     CachePart("embeddings", "2-D layouts (UMAP, PCA) of the Embedding analyses"),
+    CachePart("locks", "empty lock files of the entries above (clear only when nothing runs)"),
 )
 PART_NAMES = tuple(part.name for part in CACHE_PARTS)
 

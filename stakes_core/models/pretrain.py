@@ -5,7 +5,9 @@ cosine annealing over the epochs, batch 128, random translation (+ flips where t
 allows them). A config with a shipped checkpoint (:mod:`stakes_core.models.shipped`) loads it, so
 every machine starts from the same model; ``from_scratch=True`` trains here instead. Trained
 weights are cached under the user's cache directory; a cached checkpoint whose checksum does not
-verify is never used: it is reported in one line, removed and trained again.
+verify is never used: it is reported in one line, removed and trained again. Processes that
+need the same checkpoint at once (the workers of a sweep) train it once: the first holds the
+entry's cross-process lock while it trains, the others wait for it and load the result.
 """
 
 from __future__ import annotations
@@ -151,17 +153,33 @@ def load_or_pretrain(
     if shipped is not None:
         return Pretrained(_with_weights(config, dataset, load_shipped(shipped)), config, shipped.test_acc,
                           shipped.seconds, source="shipped")
+    if not use_cache:
+        return _trained(config, dataset, device, progress, on_epoch)
     cache = TensorCache("checkpoints")
     key = config_key(full_config)
-    payload = cache.load_or_none(key) if use_cache else None  # a damaged entry is warned of, removed, retrained
-    if payload is not None:
-        model = _with_weights(config, dataset, payload["state_dict"])
-        return Pretrained(model, config, payload["test_acc"], payload["seconds"], source="cache")
+    with cache.lock(key):  # workers that need this checkpoint at once: one trains it, the others wait and load it
+        payload = cache.load_or_none(key)  # a damaged entry is warned of, removed, retrained
+        if payload is not None:
+            model = _with_weights(config, dataset, payload["state_dict"])
+            return Pretrained(model, config, payload["test_acc"], payload["seconds"], source="cache")
+        pretrained = _trained(config, dataset, device, progress, on_epoch)
+        state = {"state_dict": pretrained.model.state_dict(), "test_acc": pretrained.test_acc,
+                 "seconds": pretrained.seconds}
+        cache.save(key, state, full_config)
+        return pretrained
+
+
+def _trained(
+    config: PretrainConfig,
+    dataset: ImageDataset,
+    device: str,
+    progress: bool,
+    on_epoch: Callable[[int, int, float], None] | None,
+) -> Pretrained:
+    """A model trained now with the recipe, its test accuracy measured on ``device``."""
     model, seconds = train_model(config, dataset, device, progress, on_epoch=on_epoch)
     test_acc = accuracy(model.to(device), dataset.test_images, dataset.test_labels, device=device)
     model.cpu()
-    if use_cache:
-        cache.save(key, {"state_dict": model.state_dict(), "test_acc": test_acc, "seconds": seconds}, full_config)
     return Pretrained(model, config, test_acc, seconds, source="trained")
 
 

@@ -44,6 +44,20 @@ class ExperimentConfig:
     separate run key: the two models differ)."""
 
 
+def check_device_name(device: str) -> str:
+    """A device name torch understands (``auto``, cpu, cuda, cuda:N, mps), without asking whether
+    this machine has it (a sweep's cells may run on another machine; :func:`resolve_device` asks)."""
+    if device == "auto":
+        return device
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = device
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` picks CUDA, then Apple MPS, then the CPU; other names are checked."""
     if device == "auto":
@@ -52,12 +66,7 @@ def resolve_device(device: str = "auto") -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        kind = device
-    if kind not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
+    check_device_name(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' was asked for but CUDA is not available here")
     if device == "mps" and not torch.backends.mps.is_available():

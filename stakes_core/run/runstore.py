@@ -20,7 +20,9 @@ run with an :class:`UnregisteredMethodWarning` naming its folder and the method.
 A damaged entry (a truncated ``steps.csv`` or ``summary.json``, a missing or truncated model) is
 never served: :func:`load_or_run` runs it again with a :class:`DamagedRunWarning` and
 :func:`sibling_runs` leaves it out with one. Two processes that store the same run at once
-each write their own temporary folder; the entry holds one complete copy.
+each write their own temporary folder; the entry holds one complete copy. The workers of
+sweeps use :func:`load_or_run_exclusive`, which holds the entry's cross-process lock (in the
+store's hidden ``.sweep/locks``) while it runs, so overlapping sweeps run a shared cell once.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from stakes_core.anchors import load_descriptions
 from stakes_core.anchors.descriptions import Descriptions, descriptions_hash
 from stakes_core.infra.cache import atomic_write_bytes, cache_root, config_key, writing
 from stakes_core.infra.errors import StakesError
+from stakes_core.infra.locks import file_lock
 from stakes_core.methods import METHODS, StepRecord, create_method
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.environment import code_versions
@@ -146,6 +149,32 @@ def load_or_run(
     if is_complete(directory, config.methods):  # another process stored the same run meanwhile
         return directory
     return store_result(result, directory)
+
+
+SWEEP_FOLDER = ".sweep"
+"""The store's hidden folder for what sweeps keep beside the entries: locks, per-cell logs and
+records (hidden, so listings of runs never take it for a run)."""
+
+
+def entry_lock(directory: Path) -> ContextManager[float]:
+    """The cross-process lock of the run-store entry ``directory``."""
+    return file_lock(directory.parent / SWEEP_FOLDER / "locks" / f"{directory.name}.lock")
+
+
+def load_or_run_exclusive(config: ExperimentConfig, root: str | Path | None = None,
+                          progress: bool = True) -> tuple[Path, bool]:
+    """:func:`load_or_run` holding the entry's cross-process lock while the run is made, so a
+    process that asks for the same entry meanwhile (a worker of an overlapping sweep) waits and
+    then loads it instead of running it again. Returns the directory and whether this call ran it.
+    A holder that is killed releases the lock (the OS does) and leaves no entry, only its hidden
+    temporary folder, so the next asker runs it."""
+    directory = run_directory(config, root)
+    if is_complete(directory, config.methods):
+        return directory, False
+    with entry_lock(directory):
+        if is_complete(directory, config.methods):  # stored while this process waited for the lock
+            return directory, False
+        return load_or_run(config, root, progress), True
 
 
 @dataclass(frozen=True)
