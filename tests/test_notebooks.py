@@ -30,8 +30,8 @@ def assigned(source: str) -> dict[str, object]:
     return values
 
 
-def test_there_are_nine_notebooks() -> None:
-    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)]
+def test_there_are_ten_notebooks() -> None:
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 11)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
