@@ -18,6 +18,7 @@ from stakes_core import experiment_config, load_preset
 from stakes_core.anchors.encoders import list_encoder_examples
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
+from stakes_core.figures.style import method_label
 from stakes_core.methods import PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
 from stakes_core.run.config import ExperimentConfig, method_hyperparameters
 from stakes_core.run.context import load_dataset
@@ -29,6 +30,10 @@ from stakes_core.run.runstore import is_complete, run_directory
 MAX_K = 128
 MAX_EPOCHS = 101
 MAX_N_ADV = 50
+LIMITS = {"max_epochs": MAX_EPOCHS, "n_adv": MAX_N_ADV}
+"""The hyperparameters with a demo limit, and the limit (stated in their labels on the Setup page)."""
+LIMITS_TEXT = (f"Limits of this dashboard: k ≤ {MAX_K}, max_epochs ≤ {MAX_EPOCHS}, n_adv ≤ {MAX_N_ADV}; "
+               "a value past one is refused with a message, never ignored.")
 
 
 class SettingsError(ValueError):
@@ -133,9 +138,11 @@ def current_config(methods: list[str] | None = None, descriptions: str | None = 
         raise SettingsError(f"k must be between 1 and {MAX_K} on this dashboard (it is {k}).")
     for method in methods:
         if int(state.get(hp_key(method, "max_epochs"), 1)) > MAX_EPOCHS:
-            raise SettingsError(f"{method}: at most {MAX_EPOCHS} epochs on this dashboard.")
+            raise SettingsError(f"{method_label(method)}: at most {MAX_EPOCHS} epochs on this dashboard "
+                                f"(max_epochs is {int(state[hp_key(method, 'max_epochs')])}).")
         if int(state.get(hp_key(method, "n_adv"), 0)) > MAX_N_ADV:
-            raise SettingsError(f"{method}: at most {MAX_N_ADV} adversarial examples per instance on this dashboard.")
+            raise SettingsError(f"{method_label(method)}: at most {MAX_N_ADV} adversarial examples per instance on "
+                                f"this dashboard (n_adv is {int(state[hp_key(method, 'n_adv')])}).")
     if state.get("cfg_anchor_source", "text") not in ANCHOR_SOURCES:
         raise SettingsError(f"Unknown anchor source; choose one of {', '.join(ANCHOR_SOURCES)}.")
     try:

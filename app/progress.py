@@ -1,7 +1,10 @@
 """Running unlearning from a page with live progress: one bar for pretraining, one per method.
 
-Clicking any widget while this runs makes Streamlit stop the script at the next progress
-update; the exception passes through the run, and the run store keeps nothing of it."""
+A method's bar fills by epochs up to its cap (``max_epochs``), the only bound known in advance:
+the text says the epoch and step, the cap and the longest the rest can take at the pace so far
+(the ETA); a method stops earlier, as soon as forget accuracy reaches 0. Clicking any widget
+while this runs makes Streamlit stop the script at the next progress update; the exception
+passes through the run, and the run store keeps nothing of it."""
 
 from __future__ import annotations
 
@@ -10,10 +13,30 @@ from pathlib import Path
 import streamlit as st
 
 from stakes_core.figures.style import method_label
-from stakes_core.methods import StepRecord
+from stakes_core.methods import StepRecord, create_method
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.context import pretrained_model
 from stakes_core.run.runstore import load_or_run
+
+BARS_CAPTION = ("Each bar fills by epochs up to the method's cap; a method stops as soon as forget accuracy "
+                "reaches 0, usually well before the cap, so the ETA is the longest the rest can take.")
+
+
+def duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 05 s"``."""
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def step_progress(method: str, record: StepRecord, cap: int) -> tuple[float, str]:
+    """The fill (epochs begun / ``cap``) and text of ``method``'s bar after ``record``; the ETA
+    is the time left to the cap at the mean pace of the epochs so far."""
+    epoch = min(record.epoch + 1, cap)
+    left = record.seconds / epoch * (cap - epoch)
+    return epoch / cap, (
+        f"{method_label(method)}: epoch {epoch} / {cap} (step {record.step}) · forget accuracy "
+        f"{record.forget_acc:.1f} % · collapse {record.collapse:.3f} · ETA ≤ {duration(left)}"
+    )
 
 
 def run_with_progress(config: ExperimentConfig) -> Path:
@@ -22,20 +45,25 @@ def run_with_progress(config: ExperimentConfig) -> Path:
     bar = pretraining.progress(0.0, text="Loading the pretrained model…")
 
     def on_epoch(done: int, total: int, loss: float) -> None:
-        bar.progress(done / total, text=f"Pretraining: epoch {done}/{total}, loss {loss:.3f}")
+        bar.progress(done / total, text=f"Pretraining: epoch {done} / {total}, loss {loss:.3f}")
 
     pretrained = pretrained_model(config, progress=False, on_epoch=on_epoch)
     pretraining.caption(f"Pretrained model: test accuracy {pretrained.test_acc:.1f} % ({pretrained.origin}).")
-    bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting") for m in config.methods}
+    caps = {m: create_method(m, **config.method_configs.get(m, {})).config.max_epochs for m in config.methods}
+    st.caption(BARS_CAPTION)
+    bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting (cap {caps[m]} epochs)") for m in config.methods}
+
+    last: dict[str, StepRecord] = {}
 
     def on_step(method: str, record: StepRecord) -> None:
-        done = min(1.0, max(0.0, 1.0 - record.forget_acc / 100.0))
-        bars[method].progress(
-            done, text=f"{method_label(method)}: step {record.step} · forget accuracy {record.forget_acc:.1f} % · "
-            f"collapse {record.collapse:.3f}",
-        )
+        last[method] = record
+        fill, text = step_progress(method, record, caps[method])
+        bars[method].progress(fill, text=text)
 
     directory = load_or_run(config, progress=False, on_step=on_step)
     for method, method_bar in bars.items():
-        method_bar.progress(1.0, text=f"{method_label(method)}: done")
+        record = last.get(method)
+        how = (f" after {record.epoch + 1} of at most {caps[method]} epochs ({record.step} steps), forget "
+               f"accuracy {record.forget_acc:.1f} %") if record else ""
+        method_bar.progress(1.0, text=f"{method_label(method)}: done{how}")
     return directory

@@ -9,35 +9,51 @@ import torch
 
 from stakes_core.data import ImageDataset, to_float
 from stakes_core.figures.grids import to_rgb
-from stakes_core.figures.style import method_label
+from stakes_core.figures.style import KIND_LABELS
+from stakes_core.figures.tables import column, display_rows, summary_display_rows
 from stakes_core.methods import Hyperparameter
-from stakes_core.report.table import TARGET, run_rows
+from stakes_core.report.table import run_rows
 from stakes_core.run.results import RunResult
 from stakes_core.run.runstore import SkippedRun
 
 import lab
 
-COLUMN_FORMATS = {
-    "retain_acc": ("A_r (%)", "%.1f"), "forget_acc": ("A_f (%)", "%.1f"), "test_acc": ("A_test (%)", "%.1f"),
-    "mean_collapse": ("mean collapse", "%.3f"), "final_collapse": ("final collapse", "%.3f"),
-    "steps": ("steps", "%d"), "seconds": ("seconds", "%.1f"),
-}
+ROW_PIXELS, HEADER_PIXELS = 35, 38  # Streamlit's data grid: one row, the header and borders
 
 
-TARGET_HELP = "yes: forget accuracy reached 0. no: the method stopped at its epoch cap before it got there."
+def show_table(rows: list[dict[str, object]], keys: list[str] | None = None) -> None:
+    """Rows keyed by column ids, shown with display names, one rounding, a help tooltip per
+    column and every row visible (no inner scrolling). ``keys`` are the ids, in order."""
+    keys = keys or list(rows[0])
+    config = {}
+    for key in keys:
+        spec = column(key)
+        if spec.digits is None or key == "k":
+            config[spec.name] = st.column_config.TextColumn(spec.name, help=spec.help or None)
+        else:
+            config[spec.name] = st.column_config.NumberColumn(spec.name, help=spec.help or None, format=spec.format)
+    shown = display_rows([{key: row[key] for key in keys} for row in rows])
+    st.dataframe(shown, hide_index=True, column_config=config, height=HEADER_PIXELS + ROW_PIXELS * len(shown))
+
+
+def show_summary_table(rows: list[dict], metrics: tuple[str, ...]) -> None:
+    """The rows of ``summarize`` (mean ± sd over seeds) with display names, one rounding, a help
+    tooltip per column and every row visible."""
+    shown = summary_display_rows(rows, metrics)
+    keys = ["k", "method", "n", *metrics, "reached_target"]
+    config = {column(key).name: st.column_config.TextColumn(column(key).name, help=column(key).help or None)
+              for key in keys}
+    st.dataframe(shown, hide_index=True, column_config=config, height=HEADER_PIXELS + ROW_PIXELS * len(shown))
 
 
 def run_table(result: RunResult) -> None:
     """The methods × metrics table of one run, the original model first, with whether each
     method reached forget accuracy 0."""
-    rows = [{**row, "method": method_label(str(row["method"]))} for row in run_rows(result)]
-    columns = {key: st.column_config.NumberColumn(label, format=fmt) for key, (label, fmt) in COLUMN_FORMATS.items()}
-    st.dataframe(rows, hide_index=True,
-                 column_config={**columns, TARGET: st.column_config.TextColumn("reached A_f = 0", help=TARGET_HELP)})
+    show_table(run_rows(result))
 
 
-def image_strip(dataset: ImageDataset, chosen: list[tuple[str, int]], width: int = 72) -> None:
-    """Thumbnails of ``(kind, index)`` instances with their class and kind."""
+def image_strip(dataset: ImageDataset, chosen: list[tuple[str, int]], width: int = 72, with_kind: bool = True) -> None:
+    """Thumbnails of ``(kind, index)`` instances with their class and (``with_kind``) their kind."""
     if not chosen:
         return
     images, captions = [], []
@@ -48,28 +64,32 @@ def image_strip(dataset: ImageDataset, chosen: list[tuple[str, int]], width: int
         pixels = to_rgb(to_float(split_images[index]).numpy())
         scale = max(1, width // pixels.shape[0])  # crisp pixels instead of the browser's blur
         images.append(pixels.repeat(scale, axis=0).repeat(scale, axis=1))
-        captions.append(f"{kind[0].upper()}{kind[1:]} #{index}: {dataset.classes[int(split_labels[index])]}")
+        name = dataset.classes[int(split_labels[index])]
+        captions.append(f"{KIND_LABELS[kind] + ' ' if with_kind else ''}#{index}, class {name}")
     st.image(images, caption=captions, width=width)
 
 
 def forget_strip(dataset: ImageDataset, indices: torch.Tensor | list[int], limit: int = 32) -> None:
     """The first ``limit`` images of a forget set."""
     indices = [int(i) for i in indices]
-    image_strip(dataset, [("forget", i) for i in indices[:limit]])
+    image_strip(dataset, [("forget", i) for i in indices[:limit]], with_kind=False)  # the heading says forgotten
     if len(indices) > limit:
         st.caption(f"…and {len(indices) - limit} more.")
 
 
 def hyperparameter_input(container: Any, hp: Hyperparameter, key: str) -> None:
     """The input for one hyperparameter, bound to ``key``, with its help line: a choice box for
-    options, a checkbox for a flag, a whole number (within the demo's limits) or a number."""
+    options, a checkbox for a flag, a whole number or a number. A demo limit is in the label and
+    is not a widget bound: a value past it reaches :func:`lab.current_config`, which refuses it
+    in the page instead of the widget silently keeping the old value."""
     if hp.choices is not None:
         container.selectbox(hp.name, hp.choices, key=key, help=hp.help)
     elif isinstance(hp.default, bool):
         container.checkbox(hp.name, key=key, help=hp.help)
     elif isinstance(hp.default, int):
-        upper = {"max_epochs": lab.MAX_EPOCHS, "n_adv": lab.MAX_N_ADV}.get(hp.name)
-        container.number_input(hp.name, 1 if upper else 0, upper, key=key, step=1, help=hp.help)
+        upper = lab.LIMITS.get(hp.name)
+        label = f"{hp.name} (≤ {upper} here)" if upper else hp.name
+        container.number_input(label, 1 if upper else 0, key=key, step=1, help=hp.help)
     elif isinstance(hp.default, float):
         container.number_input(hp.name, 0.0, key=key, format="%.5g", step=None, help=hp.help)
     else:

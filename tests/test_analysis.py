@@ -83,6 +83,13 @@ def test_retrieval_view_on_a_run(loaded) -> None:
         assert view.query_indices[q] not in view.top["original"][q]
     assert not set(loaded.forget_indices) & set(view.gallery_indices)
     assert len(view.table()) == 3 * 3
+    tests = [q for q, kind in enumerate(view.query_kinds) if kind == "test"]
+    right = sum(view.query_predictions["original"][q] == view.query_labels[q] for q in tests)
+    assert right >= 0.9 * len(tests)  # the original model's predictions, as its test accuracy says
+    label_of = dict(zip(view.gallery_indices, view.gallery_labels))
+    tops = [label_of[g] for row in view.top["original"] for g in row]
+    predicted = [p for row in view.top_predictions["original"] for p in row]
+    assert len(predicted) == len(tops) and sum(map(int.__eq__, predicted, tops)) >= 0.9 * len(tops)
 
 
 # --- affinity drift ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stakes_core.anchors.encoders import RandomEncoder, register_encoder
-from stakes_core.methods import NegGrad, SGDMethodConfig, hyperparameter, register_method
+from stakes_core.methods import NegGrad, SGDMethodConfig, StepRecord, hyperparameter, hyperparameters, register_method
 from stakes_core.report.table import run_rows
 from stakes_core.run.results import RunResult
 from stakes_core.run.runstore import is_complete, store_root
@@ -159,6 +159,41 @@ def test_the_demo_limits_are_enforced_beyond_the_widgets(key: str, value, messag
     assert not at.exception and any(message in e.value for e in at.error), messages(at)
 
 
+def test_limits_are_stated_in_the_page_and_a_value_past_one_is_refused() -> None:
+    at = open_app()
+    k = at.number_input(key="cfg_k")
+    assert "1–128" in k.label
+    at.checkbox(key="cfg_method.adv").check().run()
+    assert "≤ 101" in at.number_input(key="cfg_hp.adv.max_epochs").label
+    assert "≤ 50" in at.number_input(key="cfg_hp.adv.n_adv").label
+    assert any("k ≤ 128, max_epochs ≤ 101, n_adv ≤ 50" in c.value for c in at.caption)
+    at.number_input(key="cfg_k").set_value(500).run()  # the widget lets it through; the page says no
+    assert not at.exception and any("between 1 and 128" in e and "500" in e for e in messages(at)["error"])
+    at.number_input(key="cfg_k").set_value(4)
+    at.number_input(key="cfg_hp.adv.max_epochs").set_value(500).run()
+    assert any("Adv: at most 101 epochs" in e for e in messages(at)["error"])
+
+
+def test_every_hyperparameter_help_says_meaning_direction_and_unit() -> None:
+    for method in ("neggrad", "adv", "l2ul", "structguard", "oracle"):
+        for hp in hyperparameters(method):
+            assert "; unit: " in hp.help, f"{method}.{hp.name}: {hp.help}"
+            if hp.choices is None:  # a number says which way it pushes
+                assert any(word in hp.help for word in ("higher", "more", "larger")), f"{method}.{hp.name}"
+
+
+def test_progress_text_and_fill_agree() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(MAIN).parent))
+    from progress import step_progress
+
+    record = StepRecord(step=12, epoch=2, forget_acc=25.0, views={"backbone": 0.1234}, loss=0.0, seconds=6.0)
+    fill, text = step_progress("adv", record, 101)
+    assert text == ("Adv: epoch 3 / 101 (step 12) · forget accuracy 25.0 % · collapse 0.123 · ETA ≤ 3 min 16 s")
+    assert fill == 3 / 101  # the bar shows the epochs of the cap, not the forget accuracy
+
+
 def test_reset_puts_the_preset_hyperparameters_back() -> None:
     at = open_app()
     lr = at.number_input(key="cfg_hp.structguard.lr")
@@ -180,10 +215,15 @@ def test_analysis_pages_point_to_the_run_page_before_a_run() -> None:
 
 def test_run_page_shows_the_results_table(after_run: AppTest) -> None:
     table = after_run.dataframe[0].value
+    assert list(table.columns) == ["method", "A_r (%)", "A_f (%)", "A_test (%)", "mean collapse", "final collapse",
+                                   "steps", "seconds", "reached A_f = 0"]  # display names, not ids
     assert list(table["method"]) == ["original", "NegGrad", "StructGuard"]
-    assert (table["forget_acc"][1:] <= 100).all()
-    reached = list(table["reached_target"])
-    assert reached[0] == "–" and all((r == "yes") == (f == 0) for r, f in zip(reached[1:], table["forget_acc"][1:]))
+    assert (table["A_f (%)"][1:] <= 100).all()
+    assert all(round(v, 1) == v for v in table["A_test (%)"]) and all(round(v, 3) == v for v in table["mean collapse"])
+    reached = list(table["reached A_f = 0"])
+    assert reached[0] == "–" and all((r == "yes") == (f == 0) for r, f in zip(reached[1:], table["A_f (%)"][1:]))
+    legend = " ".join(c.value for c in after_run.caption)
+    assert all(name in legend for name in ("**A_r (%)**", "**A_test (%)**", "**mean collapse**", "**final collapse**"))
     # the same settings again: loaded from the store, no button, no work
     after_run.switch_page("views/run.py").run()
     assert any("run before" in text for text in messages(after_run)["success"])
@@ -199,12 +239,25 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
     assert len(charts) == expected_charts, page
     if page == "compare":
         assert len(after_run.get("download_button")) == 3
-        markdown = " ".join(m.value for m in after_run.markdown)
-        assert "| mean_collapse | steps | seconds | reached_target |" in markdown
-        assert "| 4 | structguard | 1 |" in markdown
-        assert markdown.count(" | 0/1 |") + markdown.count(" | 1/1 |") == 2  # NegGrad's and StructGuard's rows
+        pooled = after_run.dataframe[1].value
+        assert list(pooled.columns) == ["k", "method", "runs", "A_r (%)", "A_f (%)", "A_test (%)", "mean collapse",
+                                        "steps", "seconds", "reached A_f = 0"]
+        assert list(pooled["method"]) == ["original", "NegGrad", "StructGuard"] and set(pooled["runs"]) == {1}
+        assert all(len(cell.split(".")[-1]) == 1 for cell in pooled["A_test (%)"])  # one rounding: 0.1 point
+        assert any(h.value.endswith("(1 run)") for h in after_run.subheader)
+        reached = list(pooled["reached A_f = 0"])
+        assert reached[0] == "–" and all(r in ("0/1", "1/1") for r in reached[1:])
         stopped = [w for w in messages(after_run)["warning"] if "stopped at its cap" in w]
-        assert len(stopped) == markdown.count(" | 0/1 |")  # one warning per method that stopped at its cap
+        assert len(stopped) == reached.count("0/1")  # one warning per method that stopped at its cap
+        assert any("**A_f (%)**: top-1 accuracy on the k forgotten images" in m.value for m in after_run.markdown)
+    if page == "retrieval":
+        table = after_run.dataframe[0].value
+        assert list(table.columns[:3]) == ["model", "queries", "R@1 (%)"] and "mAP (%)" in table.columns
+        assert set(table["queries"]) == {"forgotten", "retained", "test"} and "neggrad" not in set(table["model"])
+        assert all(round(v, 1) == v for v in table["mAP (%)"])
+        assert any("Low R@k on forgotten queries" in c.value for c in after_run.caption)
+    if page == "stakes":  # nothing edited: nothing new to run
+        assert not after_run.button and any("Edit a description" in text for text in messages(after_run)["info"])
 
 
 def test_a_selection_feeds_grad_cam_and_retrieval(after_run: AppTest) -> None:
@@ -254,5 +307,6 @@ def test_two_sessions_with_different_settings_each_get_their_own_run() -> None:
         at.run()  # after the other session's run
         assert not at.exception and at.markdown[0].value.startswith(f"**digits**, k = 4, seed {seed},")
         own = RunResult.load(stored[seed][0])
-        assert own.seed == seed and list(at.dataframe[0].value["test_acc"]) == [r["test_acc"] for r in run_rows(own)]
+        shown = list(at.dataframe[0].value["A_test (%)"])
+        assert own.seed == seed and shown == [round(r["test_acc"], 1) for r in run_rows(own)]
     assert RunResult.load(stored[7_001][0]).forget_indices != RunResult.load(stored[7_002][0]).forget_indices

@@ -1,5 +1,7 @@
-"""The dashboard end to end in headless Chromium: start the server, cancel a run, run k=4 on
-the digits default, check the page shows the result, time a page switch, save screenshots.
+"""The dashboard end to end in headless Chromium: start the server, time the first load, refuse
+k past its limit in the page, cancel a run, check a live bar (epoch / cap, ETA, a fill that
+matches), run k=4 on the digits default, check the page shows the result, then visit every page,
+print its time and save its screenshot, and fail on any request to another host (offline).
 
 Needs the system Chromium (``apt-get install chromium``; ``.ci/run`` installs it) and the
 ``playwright`` package (never ``playwright install``: no browser is downloaded).
@@ -8,6 +10,7 @@ Needs the system Chromium (``apt-get install chromium``; ``.ci/run`` installs it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -63,12 +67,26 @@ def server():
     process.wait(timeout=30)
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def record_external(page, url: str) -> None:
+    """Keep ``url`` when it goes to another host (an offline visitor's browser fails on it)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("data", "blob") and parsed.hostname not in LOCAL_HOSTS:
+        page.external_requests.append(url)
+
+
 @pytest.fixture
 def page(server):
+    """A fresh browser page that records every request to another host;
+    the test opens the address itself, to time the first load."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
+        page.server_url = server
+        page.external_requests = []
+        page.on("request", lambda request: record_external(page, request.url))
         yield page
         browser.close()
 
@@ -78,10 +96,42 @@ def nav(page, title: str) -> None:
     page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
 
 
+def screenshot(page, name: str) -> None:
+    """The whole page: the window grows to the height of the page's content (Streamlit scrolls
+    inside its main area, which a full-page screenshot would cut), then shrinks back."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)  # no tooltip in the screenshot
+    page.wait_for_timeout(1500)  # let data grids and plots paint
+    height = page.evaluate('document.querySelector(\'[data-testid="stMainBlockContainer"]\').scrollHeight')
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 120, 6000))})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+# What shows that each page is drawn: (page title, its last element to appear, how many of them).
+PAGE_READY = [
+    ("Compare", '[data-testid="stDataFrame"]', 2),
+    ("Structure", ".js-plotly-plot", 3),
+    ("Embedding", ".js-plotly-plot", 1),
+    ("Grad-CAM", ".js-plotly-plot", 1),
+    ("Retrieval", ".js-plotly-plot", 2),
+    ("Stakes", ".js-plotly-plot", 2),
+    ("Setup", '[data-testid="stImage"]', 1),
+]
+
+
 def test_a_visitor_cancels_then_runs_unlearning_and_sees_the_result(page) -> None:
     expect = sync_api.expect
+    start = time.perf_counter()
+    page.goto(page.server_url)
     page.get_by_role("heading", name="Setup", level=1).wait_for(timeout=120_000)
-    k_input = page.get_by_label("k: training images to forget")
+    expect(page.locator('[data-testid="stImage"]').first).to_be_visible(timeout=120_000)
+    print(f"first load until Setup shows the forget images: {time.perf_counter() - start:.2f} s")
+    k_input = page.get_by_role("spinbutton", name="k: training images to forget")
+    k_input.fill("500")  # past the limit: said in the page, not silently ignored
+    k_input.press("Enter")
+    expect(page.get_by_text("k must be between 1 and 128 on this dashboard (it is 500).")).to_be_visible(timeout=30_000)
     k_input.fill("4")
     k_input.press("Enter")
     page.get_by_text("The 4 images to forget").wait_for(timeout=60_000)
@@ -91,6 +141,12 @@ def test_a_visitor_cancels_then_runs_unlearning_and_sees_the_result(page) -> Non
     nav(page, "Run")
     page.get_by_role("button", name="Run unlearning").click()
     page.get_by_text("forget accuracy").first.wait_for(timeout=180_000)  # live progress of the first method
+    bar = page.locator('[data-testid="stProgress"]', has_text="forget accuracy").first  # a method's live bar
+    text, fill = bar.evaluate(  # read together: the bar moves on
+        "e => [e.innerText, e.querySelector('[role=progressbar]').getAttribute('aria-valuenow')]")
+    progress = re.search(r"epoch (\d+) / (\d+) \(step \d+\).*ETA", text)
+    assert progress, text  # epoch / cap, the step and an ETA
+    assert abs(float(fill) - 100 * int(progress[1]) / int(progress[2])) < 1, (fill, text)  # the fill matches
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("The run was cancelled; nothing was stored.")).to_be_visible(timeout=60_000)
     assert not stored.exists()
@@ -100,19 +156,15 @@ def test_a_visitor_cancels_then_runs_unlearning_and_sees_the_result(page) -> Non
     table = page.locator('[data-testid="stDataFrame"]')
     expect(table).to_be_visible()
     assert is_complete(stored, list(PAPER_METHODS)), "the dashboard stored the run where the library looks"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.mouse.move(0, 0)  # no tooltip in the screenshot
-    page.wait_for_timeout(1500)  # let the data grid paint
-    page.screenshot(path=str(ARTIFACTS / "dashboard_run.png"), full_page=True)
+    screenshot(page, "run")
 
-    start = time.perf_counter()
-    nav(page, "Compare")
-    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible(timeout=30_000)
-    switch_seconds = time.perf_counter() - start
-    print(f"page switch to Compare after the run: {switch_seconds:.2f} s")
-    assert switch_seconds < 5, "switching pages after a run must not recompute anything"
-
-    nav(page, "Structure")
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(ARTIFACTS / "dashboard_structure.png"), full_page=True)
+    times = {}
+    for title, selector, count in PAGE_READY:
+        start = time.perf_counter()
+        nav(page, title)
+        expect(page.locator(selector).nth(count - 1)).to_be_visible(timeout=120_000)
+        times[title] = time.perf_counter() - start
+        print(f"page switch to {title} after the run: {times[title]:.2f} s")
+        screenshot(page, title.lower().replace("-", ""))
+    assert times["Compare"] < 5, "switching pages after a run must not recompute anything"
+    assert not page.external_requests, f"the dashboard must work offline: {page.external_requests}"

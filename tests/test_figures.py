@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from stakes_core.analysis import AffinityView, CollapseCurve, EmbeddingView, Instances, TradeoffPoint
+from stakes_core.analysis.gradcam import GradCAMView
 from stakes_core.analysis.privacy import PrivacyView
 from stakes_core.analysis.retrieval import RetrievalView
 from stakes_core.cli import main
@@ -27,7 +28,7 @@ from stakes_core.figures import (
     save_figures,
     selected_instances,
 )
-from stakes_core.figures.grids import framed, heat_colors, overlay, to_rgb
+from stakes_core.figures.grids import framed, gradcam_grid_figure, heat_colors, overlay, to_rgb
 from stakes_core.figures.style import method_color
 from stakes_core.run.config import experiment_config
 from stakes_core.run.experiment import run_experiment
@@ -41,6 +42,9 @@ def test_curves_figure_has_one_legend_entry_per_method() -> None:
     ]
     figure = collapse_curves_figure(curves)
     assert len(figure.data) == 4 and sum(t.showlegend for t in figure.data) == 2
+    # methods stay apart when their curves overlap: each its own dash and marker
+    assert figure.data[0].line.dash != figure.data[1].line.dash
+    assert figure.data[0].marker.symbol != figure.data[1].marker.symbol and "markers" in figure.data[0].mode
     assert figure.data[0].line.color == method_color("adv") and "unlearning step" in figure.layout.xaxis.title.text
 
 
@@ -57,8 +61,14 @@ def test_heatmaps_figure_shows_before_after_and_difference() -> None:
     view = AffinityView("structguard", "backbone", Instances(("forget", "test"), (3, 7)), [0, 1], ["a", "b"],
                         original, original + 0.1)
     figure = affinity_heatmaps_figure(view)
-    assert [len(t.z) for t in figure.data] == [2, 2, 2]
-    assert np.allclose(figure.data[2].z, 0.1) and figure.data[0].y[0] == "forgotten #3 (a)"
+    heatmaps = [t for t in figure.data if isinstance(t, go.Heatmap)]
+    assert [len(t.z) for t in heatmaps] == [2, 2, 2] and all(t.showscale is not False for t in heatmaps)
+    assert [t.colorbar.title.text.split("<br>")[0] for t in heatmaps] == ["S_ori", "S_unl", "change"]
+    assert np.allclose(heatmaps[2].z, 0.1) and heatmaps[0].y[0] == "forgotten #3, class a"
+    own = [t for t in figure.data if t.name == "own-class anchor"]
+    assert len(own) == 3 and list(own[0].x) == ["a", "b"]  # each row's own class is marked
+    assert "averaged over these 2 images" in figure.layout.title.subtitle.text
+    assert figure.layout.yaxis.title.text.startswith("image") and figure.layout.xaxis.title.text == "anchor (class)"
     similarity = anchor_similarity_figure(torch.eye(2), ["a", "b"], "random:8")
     assert "random:8" in similarity.layout.title.text
 
@@ -68,11 +78,13 @@ def test_embedding_figure_uses_shared_axes_and_marks_forgotten() -> None:
     layout = np.arange(6, dtype=np.float32).reshape(3, 2)
     view = EmbeddingView("adv", "umap", instances, [0, 0, 1], ["a", "b"], layout, layout + 1, 0.1, False)
     figure = embedding_figure(view)
-    symbols = {t.marker.symbol for t in figure.data}
-    assert symbols == {"x", "circle", "diamond"} and len(figure.data) == 6
+    points = [t for t in figure.data if t.customdata is not None]
+    assert {t.marker.symbol for t in points} == {"x", "circle", "diamond"} and len(points) == 6
+    legend = [t.name for t in figure.data if t.showlegend is not False]
+    assert legend == ["class a", "class b", "forgotten (shape)", "retained (shape)", "test (shape)"]
     assert figure.layout.xaxis2.matches == "x"
     # a selection event (as Streamlit returns it) maps back to the instances, kinds included
-    points = [{"customdata": list(trace.customdata[0])} for trace in figure.data]
+    points = [{"customdata": list(trace.customdata[0])} for trace in points]
     assert selected_instances(points + [{"x": 1}]) == [("forget", 1), ("retained", 2), ("test", 3)]
 
 
@@ -91,6 +103,31 @@ def test_metric_figures() -> None:
     assert sum(isinstance(t, go.Image) for t in grid.data) == 2 * 3
     first_hit = grid.data[1].z  # original's rank 1 is gallery 5, of the query's class 1: green frame
     assert tuple(first_hit[0][0]) == (44, 160, 44)
+    assert tuple(grid.data[0].z[0][0]) == (90, 90, 90)  # the query is not judged: grey, not a colour of the legend
+    captions = [a.text for a in grid.layout.annotations]
+    assert "true b" in captions and "class b" in captions and "class a" in captions  # every image says its class
+    retrieval.query_predictions = {"original": [1], "adv": [0]}
+    retrieval.top_predictions = {"original": [[1, 0]], "adv": [[1, 1]]}
+    captions = [a.text for a in retrieval_grid_figure(retrieval, images, [0], ["a", "b"]).layout.annotations]
+    assert captions.count("true b · pred b") == 1 and captions.count("true b · pred a") == 1  # per model row
+    assert "class b · pred b" in captions and "class a · pred b" in captions
+
+
+def test_gradcam_grid_uses_each_colour_for_one_thing_and_has_a_scale() -> None:
+    instances = Instances(("forget", "test"), (3, 7))
+    view = GradCAMView(instances, np.zeros((2, 1, 4, 4)), [0, 1], ["a", "b"],
+                       {"original": np.zeros((2, 4, 4)), "adv": np.ones((2, 4, 4))},
+                       {"original": [0, 1], "adv": [1, 1]}, "label", "layer4", 0.0)
+    figure = gradcam_grid_figure(view)
+    images = [t for t in figure.data if isinstance(t, go.Image)]
+    assert tuple(images[0].z[0][0]) == (90, 90, 90)  # the forgotten input: grey, not red
+    assert tuple(images[1].z[0][0]) == (44, 160, 44) and tuple(images[2].z[0][0]) == (214, 39, 40)
+    captions = [(a.text, a.font.color) for a in figure.layout.annotations if a.text.startswith(("true", "pred"))]
+    grey, green, red = "rgb(90,90,90)", "rgb(44,160,44)", "rgb(214,39,40)"
+    assert captions == [("true a", grey), ("pred a", green), ("pred b", red),
+                        ("true b", grey), ("pred b", green), ("pred b", green)]
+    scale = [t for t in figure.data if isinstance(t, go.Scatter)]
+    assert len(scale) == 1 and scale[0].marker.showscale and "Grad-CAM" in scale[0].marker.colorbar.title.text
 
 
 def test_image_helpers() -> None:

@@ -23,7 +23,7 @@ def test_unlearn_adds_a_try_and_its_curve(lesson) -> None:
     curves = lesson.curve_figure().data
     assert [t.name for t in curves] == [attempt.label, second.label]
     assert list(curves[0].x) == [r.step for r in attempt.result.method("neggrad").curve]
-    heatmaps = lesson.heatmap_figure().data
+    heatmaps = [t for t in lesson.heatmap_figure().data if t.type == "heatmap"]  # beside the own-class marks
     assert len(heatmaps) == 3 and heatmaps[0].z.shape[1] == 10  # S_ori, S_unl, difference; 10 anchors
     assert "| try 2: neggrad" in lesson.summary()
 

@@ -21,7 +21,7 @@ else:
     default = run.default_instances(2)
     chosen = tuple(zip(default.kinds, default.indices))
     st.caption("Two forgotten, two retained and two test images; select others on the Embedding page.")
-left, middle, right = st.columns(3)
+left, middle, right = st.columns([2, 1, 1])
 methods = left.multiselect("Methods", result.methods, default=result.methods, format_func=method_label)
 target = middle.radio("Explain the class", ["label", "predicted"], horizontal=True,
                       format_func={"label": "true label", "predicted": "predicted"}.get)

@@ -5,9 +5,11 @@ import streamlit as st
 from stakes_core.analysis.retrieval import retrieval_images
 from stakes_core.figures import retrieval_grid_figure, retrieval_metrics_figure
 from stakes_core.figures.style import KIND_LABELS
+from stakes_core.figures.tables import glossary
 
 import cached
 import lab
+from widgets import show_table
 
 st.title("Retrieval")
 directory = lab.run_or_stop()
@@ -28,6 +30,10 @@ index = right.selectbox(f"{KIND_LABELS[kind]} instance", choices, index=choices.
 query = positions[(kind, index)]
 st.plotly_chart(retrieval_grid_figure(view, retrieval_images(run, view, [query]), [query], run.dataset.classes))
 st.plotly_chart(retrieval_metrics_figure(view))
-st.dataframe(view.table(), hide_index=True)
+show_table(view.table())
 st.caption("Gallery: the retained training images; queries: the forgotten images, the run's retained probe "
-           "(never retrieving itself) and 300 seeded test images; relevant = same class.")
+           "(never retrieving itself) and 300 seeded test images; relevant = an image of the query's class.")
+st.markdown(glossary(["R@1", "mAP"]))
+st.caption("R@5 and R@10 read like R@1 with the top 5 or 10. Low R@k on forgotten queries after unlearning is "
+           "the aim (their class is no longer found next to them; the original model's row is the reference); on "
+           "retained and test queries it is damage.")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from stakes_core.figures.style import method_label
+from stakes_core.figures.tables import glossary
 
 import lab
 from cached import run_result
@@ -38,8 +39,7 @@ else:
 
 if directory is not None:
     run_table(run_result(str(directory)))
-    st.caption("forget accuracy 0 means every forgotten image is now misclassified; collapse measures how far "
-               "the retained images' affinities to the anchors moved (0 = unchanged).")
+    st.caption(glossary(["retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse"]))
     cols = st.columns(3)
     cols[0].page_link("views/structure.py", label="Structure", icon=":material/hub:")
     cols[1].page_link("views/embedding.py", label="Embedding", icon=":material/scatter_plot:")

@@ -23,7 +23,9 @@ with left:
         format_func=lambda preset: labels.get(preset, preset),
         help="CIFAR needs the dataset on disk (or internet) and, in practice, a GPU.",
     )
-    st.number_input("k: training images to forget", 1, lab.MAX_K, key="cfg_k", step=1)
+    st.number_input(f"k: training images to forget (1–{lab.MAX_K} here)", 1, key="cfg_k", step=1,
+                    help=f"How many training images the model must forget; at most {lab.MAX_K} on this dashboard "
+                         "(the proxy set and the steps grow with k). More is harder to forget without damage.")
     st.number_input("Seed (which images are forgotten)", 0, 10_000, key="cfg_seed", step=1)
     st.toggle("Retrain the model here instead of the shipped checkpoint", key="cfg_from_scratch",
               help="The shipped checkpoint gives every machine the same model, and so the README's numbers. "
@@ -43,8 +45,10 @@ st.subheader("Methods")
 methods = lab.method_choices()
 for column, method in zip(st.columns(len(methods)), methods):
     column.checkbox(method_label(method), key=f"cfg_method.{method}")
+st.caption(lab.LIMITS_TEXT)
 
 with st.expander("Hyperparameters", expanded=False):
+    st.caption("Hover over the ⓘ of a hyperparameter for its meaning, its direction and its unit.")
     st.button("Reset to the preset's values", on_click=lab.reset_hyperparameters, icon=":material/restart_alt:")
     for method in lab.chosen_methods():
         st.markdown(f"**{method_label(method)}**")

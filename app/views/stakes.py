@@ -30,10 +30,13 @@ shipped = match_classes(load_descriptions(config.descriptions), classes)
 encoder = st.selectbox("Encoder", list(dict.fromkeys([config.encoder, *lab.encoder_choices()])))
 
 table = pd.DataFrame({"class": list(shipped), "attributes": [class_prompt(a) for a in shipped.values()]})
-edited = st.data_editor(
-    table, key="stakes_editor", hide_index=True, disabled=["class"], width="stretch",
-    column_config={"attributes": st.column_config.TextColumn("attributes (separate with ;)", width="large")},
-)
+readable = st.container()  # the descriptions as they stand, wrapped, above their editor
+with st.expander("Edit the descriptions", icon=":material/edit:"):
+    edited = st.data_editor(
+        table, key="stakes_editor", hide_index=True, disabled=["class"], width="stretch",
+        column_config={"class": st.column_config.TextColumn("class", width="small"),
+                       "attributes": st.column_config.TextColumn("attributes (separate with ;)", width="large")},
+    )
 try:
     descriptions = load_descriptions({row["class"]: parse_attributes(str(row["attributes"] or ""))
                                       for _, row in edited.iterrows()})
@@ -41,6 +44,8 @@ except DescriptionsError as error:
     st.error(f"These descriptions cannot be encoded: {error}", icon=":material/error:")
     st.stop()
 changed = [name for name in classes if descriptions[name] != shipped[name]]
+readable.table(pd.DataFrame({"class": list(descriptions),
+                             "attributes": [class_prompt(a) for a in descriptions.values()]}).set_index("class"))
 st.caption(f"Edited classes: {', '.join(changed)}" if changed else "No class edited yet.")
 
 try:
@@ -64,16 +69,23 @@ except lab.SettingsError as error:
     st.error(str(error), icon=":material/error:")
     st.stop()
 edited_config.encoder = encoder
+other_encoder = encoder != config.encoder
+if not changed and not other_encoder:
+    st.info("Edit a description above (or choose another encoder) to run StructGuard with other anchors; "
+            "these are the shipped ones.", icon=":material/edit:")
+    st.stop()
 directory = lab.stored_run(edited_config)
-if directory is None and st.button("Run StructGuard with the edited anchors", type="primary",
-                                   icon=":material/play_arrow:"):
+if directory is None and st.button(
+    f"Run StructGuard with the {'edited anchors' if changed else 'anchors'}{f' ({encoder})' if other_encoder else ''}",
+    type="primary", icon=":material/play_arrow:",
+):
     try:
         directory = run_with_progress(edited_config)
     except Exception as error:  # shown in the page; the store keeps nothing of a failed run
         st.error(f"The run failed and nothing was stored: {error}", icon=":material/error:")
         st.stop()
 if directory is not None:
-    st.markdown("**Edited anchors**")
+    st.markdown(f"**{'Edited anchors' if changed else 'Shipped descriptions'}, encoder {encoder}**")
     run_table(cached.run_result(str(directory)))
     shipped_config = lab.current_config(methods=["structguard"])
     shipped_config.encoder = encoder

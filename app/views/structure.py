@@ -5,6 +5,7 @@ import streamlit as st
 from stakes_core.analysis import collapse_curves, tradeoff_points
 from stakes_core.figures import affinity_heatmaps_figure, collapse_curves_figure, collapse_tradeoff_figure
 from stakes_core.figures.style import method_label
+from stakes_core.figures.tables import glossary
 
 import cached
 import lab
@@ -21,10 +22,14 @@ if view == "projector" and "structguard" not in result.methods:
     st.info("The projector view exists only for StructGuard, which this run does not include.")
 else:
     st.plotly_chart(collapse_curves_figure(collapse_curves([result], view=view), view=view))
+    st.caption("Structural collapse after each step: how far the retained probe images' affinities to the anchors "
+               "moved since the original model (0 = not at all). " + glossary(["mean_collapse", "final_collapse"]))
 
 found = cached.siblings(config)
 st.plotly_chart(collapse_tradeoff_figure(tradeoff_points(found.runs)))
-st.caption(f"{len(found.runs)} stored runs of this setting (every seed and k). More seeds make the trend readable.")
+runs = len(found.runs)
+st.caption(f"{runs} stored run{'' if runs == 1 else 's'} of this setting (every seed and k). More seeds make the "
+           "trend readable.")
 skipped_runs_notice(found.skipped)
 
 st.subheader("Affinities to the anchors, before and after")
@@ -33,7 +38,7 @@ picked = [i for kind, i in st.session_state.get("selection", []) if kind == "ret
 left, right = st.columns([1, 2])
 method = left.selectbox("Method", result.methods, format_func=method_label)
 affinity_view = left.radio("Embedding for S", ["backbone", "projector"], horizontal=True, key="affinity_view",
-                           disabled=method != "structguard")
+                           disabled=method != "structguard", help="projector: StructGuard's own p(g(x)) only")
 retained = right.multiselect(
     "Retained instances (pick more on the Embedding page)", run.retained_indices,
     default=picked or run.retained_indices[:8], max_selections=40,

@@ -9,6 +9,8 @@ published, so this one is stated in full):
 - **Feature**: ``"backbone"`` (default) ``g(x)``, the embedding every method shares, or
   ``"deployed"``, the input of the deployed head (``p(g(x))`` for StructGuard).
 - **Similarity**: cosine. **Relevant**: a gallery image of the query's true class.
+- **Predictions**: each model's predicted class of every query and of each of its top-k results,
+  so the grid can show what the model now calls an image beside its true class.
 - **R@k**: the percentage of queries with at least one relevant image among the top k
   (Recall@k of metric learning). **mAP**: the mean over queries of average precision over the
   whole ranked gallery, in percent.
@@ -17,7 +19,7 @@ published, so this one is stated in full):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from stakes_core.analysis.features import embed_images
 from stakes_core.analysis.runs import INSTANCE_KINDS, AnalysisError, LoadedRun
 from stakes_core.data import retain_indices, to_float
+from stakes_core.metrics.accuracy import predict
 
 RECALL_AT = (1, 5, 10)
 
@@ -66,7 +69,9 @@ def retrieval_metrics(
 
 @dataclass
 class RetrievalView:
-    """Metrics per model and query group, and the top-``top`` gallery items of each query."""
+    """Metrics per model and query group, the top-``top`` gallery items of each query, and each
+    model's predicted class of every query (``query_predictions``) and of its top items
+    (``top_predictions``, shaped like ``top``)."""
 
     feature: str
     metrics: dict[str, dict[str, dict[str, float]]]
@@ -77,6 +82,8 @@ class RetrievalView:
     gallery_labels: list[int]
     top: dict[str, list[list[int]]]
     seconds: float
+    query_predictions: dict[str, list[int]] = field(default_factory=dict)
+    top_predictions: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def table(self) -> list[dict[str, float | str]]:
         """One row per (model, query group): the metrics, ready for a CSV or a dataframe."""
@@ -109,6 +116,8 @@ def retrieval_view(
     gallery_labels = dataset.train_labels[gallery]
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     tops: dict[str, list[list[int]]] = {}
+    query_predictions: dict[str, list[int]] = {}
+    top_predictions: dict[str, list[list[int]]] = {}
     for name in ["original", *run.check_methods(methods)]:
         model = run.model(name)
         order, _ = rank_gallery(
@@ -123,9 +132,11 @@ def retrieval_view(
             if rows.numel():
                 metrics[name][kind] = retrieval_metrics(ranked[rows], query_labels[rows], valid[rows])
         tops[name] = gallery[order[:, :top]].tolist()
+        query_predictions[name] = predict(model, query_images, device=run.device).tolist()
+        top_predictions[name] = predict(model, gallery_images, device=run.device)[order[:, :top]].tolist()
     return RetrievalView(
         feature, metrics, kinds, indices, query_labels.tolist(), gallery.tolist(), gallery_labels.tolist(), tops,
-        time.perf_counter() - start,
+        time.perf_counter() - start, query_predictions, top_predictions,
     )
 
 

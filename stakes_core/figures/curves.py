@@ -8,22 +8,24 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from stakes_core.analysis import CollapseCurve, TradeoffPoint
-from stakes_core.figures.style import finish, method_color, method_label
+from stakes_core.figures.style import finish, method_color, method_dash, method_label, method_symbol
 from stakes_core.infra.errors import ConfigError
 
 KEY_TITLES = {"mean_collapse": "structural collapse (mean over steps)", "final_collapse": "structural collapse (final)"}
 
 
 def collapse_curves_figure(curves: Sequence[CollapseCurve], view: str = "backbone") -> go.Figure:
-    """One line per (run, method); a method's runs share a colour and a legend entry."""
+    """One line per (run, method); a method's runs share a colour, a dash, a marker and a legend
+    entry, so a curve that lies under another still shows (at most 25 markers per line)."""
     figure = go.Figure()
     shown: set[str] = set()
     for curve in curves:
         figure.add_trace(
             go.Scatter(
-                x=curve.steps, y=curve.collapse, mode="lines+markers" if len(curve.steps) < 40 else "lines",
+                x=curve.steps, y=curve.collapse, mode="lines+markers",
                 name=method_label(curve.method), legendgroup=curve.method, showlegend=curve.method not in shown,
-                line={"color": method_color(curve.method), "width": 2}, marker={"size": 4},
+                line={"color": method_color(curve.method), "width": 2, "dash": method_dash(curve.method)},
+                marker={"size": 7, "symbol": method_symbol(curve.method), "maxdisplayed": 25},
                 customdata=list(zip(curve.forget_acc, [curve.seed] * len(curve.steps))),
                 hovertemplate=(
                     f"<b>{method_label(curve.method)}</b> (k={curve.k}, seed %{{customdata[1]}})<br>step %{{x}}"
@@ -48,7 +50,9 @@ def collapse_tradeoff_figure(points: Sequence[TradeoffPoint], key: str = "mean_c
         figure.add_trace(
             go.Scatter(
                 x=[getattr(p, key) for p in chosen], y=[p.tradeoff_acc for p in chosen], mode="markers",
-                name=method_label(method), marker={"color": method_color(method), "size": 10, "line": {"width": 1}},
+                name=method_label(method),
+                marker={"color": method_color(method), "size": 10, "symbol": method_symbol(method),
+                        "line": {"width": 1}},
                 customdata=[(p.k, p.seed, p.test_acc) for p in chosen],
                 hovertemplate=(
                     f"<b>{method_label(method)}</b> k=%{{customdata[0]}}, seed %{{customdata[1]}}"

@@ -13,7 +13,8 @@ from stakes_core.figures.style import KIND_LABELS, KIND_MARKERS, finish, method_
 
 
 def embedding_figure(view: EmbeddingView) -> go.Figure:
-    """Two panels with shared axes; colour is the class, the marker says forgotten/retained/test,
+    """Two panels with shared axes; colour is the class, the marker says forgotten/retained/test
+    (the legend has one entry per class, which hides or shows that class, and one per kind),
     and hovering shows the instance and how far it moved. Each point carries
     ``[index, moved, kind code]`` as customdata, which :func:`selected_instances` decodes."""
     figure = make_subplots(
@@ -24,6 +25,17 @@ def embedding_figure(view: EmbeddingView) -> go.Figure:
     labels = np.asarray(view.labels)
     kinds = np.asarray(view.instances.kinds)
     moved = view.displacement
+    for label in sorted(set(labels.tolist())):  # the legend: one entry per class (colour), then per kind (marker)
+        figure.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", name=f"class {view.classes[label]}", legendgroup=f"class-{label}",
+            marker={"color": palette[label % len(palette)], "symbol": "square", "size": 10}, hoverinfo="skip",
+        ), 1, 1)
+    for kind in KIND_LABELS:
+        if (kinds == kind).any():
+            figure.add_trace(go.Scatter(
+                x=[None], y=[None], mode="markers", name=f"{KIND_LABELS[kind]} (shape)", legendgroup=f"kind-{kind}",
+                marker={"color": "#555", "symbol": KIND_MARKERS[kind], "size": 10}, hoverinfo="skip",
+            ), 1, 1)
     for kind in KIND_LABELS:
         for label in sorted(set(labels[kinds == kind].tolist())):
             rows = np.flatnonzero((kinds == kind) & (labels == label))
@@ -32,7 +44,7 @@ def embedding_figure(view: EmbeddingView) -> go.Figure:
                 figure.add_trace(
                     go.Scatter(
                         x=layout[rows, 0], y=layout[rows, 1], mode="markers",
-                        name=f"{name} · {KIND_LABELS[kind]}", legendgroup=f"{kind}-{label}", showlegend=column == 1,
+                        name=f"{name} · {KIND_LABELS[kind]}", legendgroup=f"class-{label}", showlegend=False,
                         marker={
                             "color": palette[label % len(palette)], "symbol": KIND_MARKERS[kind],
                             "size": 11 if kind == "forget" else 6, "opacity": 1.0 if kind == "forget" else 0.7,

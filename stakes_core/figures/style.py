@@ -1,4 +1,6 @@
-"""Shared look of every figure: one colour per method, one marker per kind of instance."""
+"""Shared look of every figure: one colour, dash and marker per method (so overlapping curves
+stay apart in print and for colour-blind readers), one marker per kind of instance, and one
+meaning per frame colour: green = correct / same class, red = wrong / another class."""
 
 from __future__ import annotations
 
@@ -13,10 +15,21 @@ METHOD_LABELS = {
     "original": "original", "neggrad": "NegGrad", "adv": "Adv", "l2ul": "L2UL", "structguard": "StructGuard",
     "oracle": "oracle (retain set)",
 }
+METHOD_DASHES = {
+    "original": "solid", "neggrad": "dot", "adv": "dash", "l2ul": "longdash", "structguard": "solid",
+    "oracle": "dashdot",
+}
+METHOD_SYMBOLS = {
+    "original": "circle", "neggrad": "triangle-down", "adv": "square", "l2ul": "diamond", "structguard": "circle",
+    "oracle": "star",
+}
+_OTHER_DASHES = ("longdashdot", "dashdot", "dot", "dash")
+_OTHER_SYMBOLS = ("cross", "pentagon", "hexagon", "triangle-up", "star-square", "hourglass")
 KIND_LABELS = {"forget": "forgotten", "retained": "retained", "test": "test"}
 KIND_MARKERS = {"forget": "x", "retained": "circle", "test": "diamond"}
-KIND_BORDERS = {"forget": (214, 39, 40), "retained": (44, 160, 44), "test": (31, 119, 180)}
 CORRECT, WRONG = (44, 160, 44), (214, 39, 40)
+NEUTRAL_FRAME = (90, 90, 90)
+"""The frame of an image that is not judged (a Grad-CAM input, a retrieval query): dark grey."""
 
 
 def method_color(method: str) -> str:
@@ -28,7 +41,18 @@ def method_color(method: str) -> str:
 
 
 def method_label(method: str) -> str:
+    """The display name of a method (``structguard`` → ``StructGuard``); a user's method keeps its name."""
     return METHOD_LABELS.get(method, method)
+
+
+def method_dash(method: str) -> str:
+    """A fixed line dash per method, so curves that lie on each other stay distinguishable."""
+    return METHOD_DASHES.get(method) or _OTHER_DASHES[sum(map(ord, method)) % len(_OTHER_DASHES)]
+
+
+def method_symbol(method: str) -> str:
+    """A fixed marker symbol per method (the same in curves and scatter plots)."""
+    return METHOD_SYMBOLS.get(method) or _OTHER_SYMBOLS[sum(map(ord, method)) % len(_OTHER_SYMBOLS)]
 
 
 def finish(

@@ -93,22 +93,27 @@ class MethodConfig:
     with max_iter 100)."""
 
     lr: float = hyperparameter(
-        1e-3, "SGD learning rate of backbone and head; higher forgets in fewer steps but moves retained instances more",
+        1e-3, "SGD learning rate of backbone and head; higher forgets in fewer steps but moves retained instances more"
+        "; unit: none (a step-size multiplier)",
         key=True,
     )
     batch_size: int = hyperparameter(
-        128, "images per batch of the forget set (and of the proxy or retain set); larger = fewer, smoother steps"
+        128, "images per batch of the forget set (and of the proxy or retain set); larger = fewer, smoother steps; "
+        "unit: images"
     )
     max_epochs: int = hyperparameter(
-        101, "cap on passes over the forget set (the paper: 101); higher lets a slow method keep going", key=True
+        101, "cap on passes over the forget set (the paper: 101; the dashboard allows at most 101); higher lets a slow "
+        "method keep going; unit: epochs", key=True
     )
     stop_from_epoch: int = hyperparameter(
-        0, "first epoch (0-based) in which forget accuracy 0 may stop the run; higher forces more epochs"
+        0, "first epoch in which forget accuracy 0 may stop the run; higher forces more epochs; unit: epochs, counted "
+        "from 0"
     )
     bn_stats: str = hyperparameter(
         "train",
         "batch norm of the unlearned backbone during the steps: train (the paper: batch statistics, running "
-        "statistics updated by every forward pass) or frozen (eval mode: the stored statistics, never updated)",
+        "statistics updated by every forward pass) or frozen (eval mode: the stored statistics, never updated); "
+        "unit: a choice",
         choices=("train", "frozen"),
     )
 
@@ -117,9 +122,11 @@ class MethodConfig:
 class SGDMethodConfig(MethodConfig):
     """The baselines' optimiser: SGD with momentum and weight decay."""
 
-    momentum: float = hyperparameter(0.9, "SGD momentum, 0 to 1; higher carries more of the previous steps into each")
+    momentum: float = hyperparameter(
+        0.9, "SGD momentum; higher carries more of the previous steps into each; unit: fraction, 0 to 1"
+    )
     weight_decay: float = hyperparameter(
-        1e-4, "SGD L2 weight decay per step, relative to lr; higher pulls all weights towards 0"
+        1e-4, "SGD L2 weight decay; higher pulls all weights towards 0; unit: per step, multiplied by lr"
     )
 
 
@@ -129,24 +136,26 @@ class ProxyConfig(SGDMethodConfig):
 
     n_adv: int = hyperparameter(
         20,
-        "targeted adversarial examples made per forgotten image for the proxy set; more = a better retain stand-in, "
-        "slower setup",
+        "targeted adversarial examples made per forgotten image for the proxy set (the dashboard allows at most 50); "
+        "more = a better retain stand-in, slower setup; unit: images per forgotten image",
         key=True,
     )
     pgd_eps: float = hyperparameter(
-        4.0, "L2 radius of the PGD attack, in normalised-pixel units; larger = proxies further from the forget images",
+        4.0, "L2 radius of the PGD attack; larger = proxies further from the forget images; unit: L2 norm of "
+        "normalised pixels",
         key=True,
     )
     pgd_step: float = hyperparameter(
-        0.1, "L2 length of one PGD step, in normalised-pixel units; larger reaches the radius in fewer iterations"
+        0.1, "L2 length of one PGD step; larger reaches the radius in fewer iterations; unit: L2 norm of normalised "
+        "pixels"
     )
     pgd_iterations: int = hyperparameter(
-        100, "PGD steps per attack; more = stronger proxies (more reach their target), slower setup"
+        100, "PGD steps per attack; more = stronger proxies (more reach their target), slower setup; unit: steps"
     )
     target_rule: str = hyperparameter(
         "uniform_other",
         "how attack targets are drawn: uniform_other (any other class, the paper) or authors "
-        "(collisions go to class C//2, Q5)",
+        "(collisions go to class C//2, Q5); unit: a choice",
         choices=("uniform_other", "authors"),
     )
 

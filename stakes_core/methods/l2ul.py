@@ -33,7 +33,8 @@ class L2ULConfig(ProxyConfig):
     """Adv's hyperparameters and the weight of the importance regulariser."""
 
     reg_lambda: float = hyperparameter(
-        1.0, "weight λ of the importance-weighted distance to the original weights; higher holds the model closer",
+        1.0, "weight λ of the importance-weighted distance to the original weights; higher holds the model closer; "
+        "unit: none (a loss weight)",
         key=True,
     )
 

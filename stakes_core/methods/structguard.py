@@ -89,7 +89,8 @@ class StructGuardConfig(ProxyConfig):
 
     lr: float = new_default(ProxyConfig, "lr", 0.005)
     projector_lr: float = hyperparameter(
-        0.009, "SGD learning rate of the projector p; higher moves the deployed path h∘p∘g faster", key=True
+        0.009, "SGD learning rate of the projector p; higher moves the deployed path h∘p∘g faster; unit: none (a "
+        "step-size multiplier)", key=True
     )
     momentum: float = new_default(ProxyConfig, "momentum", 0.0)
     weight_decay: float = new_default(ProxyConfig, "weight_decay", 0.0)
@@ -97,35 +98,41 @@ class StructGuardConfig(ProxyConfig):
     stop_from_epoch: int = new_default(ProxyConfig, "stop_from_epoch", 1)
     reg_lambda: float = hyperparameter(
         1.0,
-        "weight λ of L_reg, the importance-weighted distance to the original weights; higher holds the model closer",
+        "weight λ of L_reg, the importance-weighted distance to the original weights; higher holds the model closer; "
+        "unit: none (a loss weight)",
         key=True,
     )
     align_weight: float = hyperparameter(
         1.0,
-        "weight of L_align, the proxy images' anchor affinities against the original's; higher keeps structure closer",
+        "weight of L_align, the proxy images' anchor affinities against the original's; higher keeps structure closer; "
+        "unit: none (a loss weight)",
         key=True,
     )
     cr_weight: float = hyperparameter(
-        0.001, "weight of the elastic-net term on the classifier weights; higher shrinks the head's weights more",
+        0.001, "weight of the elastic-net term on the classifier weights; higher shrinks the head's weights more; "
+        "unit: none (a loss weight)",
         key=True,
     )
     cr_l1_ratio: float = hyperparameter(
-        0.99, "share ρ of L1 in the elastic-net term, 0 to 1 (0: squared L2 only, 1: L1 only)"
+        0.99, "share ρ of L1 in the elastic-net term (0: squared L2 only, 1: L1 only); higher is sparser; unit: "
+        "fraction, 0 to 1"
     )
     proxy_source: str = hyperparameter(
         "original",
-        "model the proxy set attacks: original (the paper) or l2ul (the L2UL-unlearned model, as released, Q1)",
+        "model the proxy set attacks: original (the paper) or l2ul (the L2UL-unlearned model, as released, Q1); "
+        "unit: a choice",
         choices=("original", "l2ul"),
     )
     reg_schedule: str = hyperparameter(
         "every_step",
-        "when L_reg applies: every_step once importance exists, or authors (skips batches 0-1 of each epoch, Q3)",
+        "when L_reg applies: every_step once importance exists, or authors (skips batches 0-1 of each epoch, Q3); "
+        "unit: a choice",
         choices=("every_step", "authors"),
     )
     importance: str = hyperparameter(
         "one_pass",
         "estimate of I = E|dL_align/dψ|: one_pass over the proxy set, authors (the released estimate in one pass) "
-        "or authors_cycling (its literal loop, slow), Q6",
+        "or authors_cycling (its literal loop, slow), Q6; unit: a choice",
         choices=("one_pass", "authors", "authors_cycling"),
     )
 
