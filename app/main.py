@@ -6,6 +6,8 @@ every number and figure. Opens on the offline digits default. Plugins named by
 and encoders join the Setup page's choices, and the pages they register
 (:func:`stakes_core.lab.pages.register_page`) join the navigation."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from stakes_core.lab.pages import list_pages
@@ -13,15 +15,17 @@ from stakes_core.lab.pages import list_pages
 import cached
 import lab
 
-st.set_page_config(page_title="stakes: structure-faithful unlearning", page_icon=":material/anchor:", layout="wide")
+# The icon ships with the app: a Material icon would be fetched from fonts.gstatic.com, which fails offline.
+st.set_page_config(page_title="stakes: structure-faithful unlearning",
+                   page_icon=str(Path(__file__).with_name("favicon.png")), layout="wide")
 lab.init_settings()
-cached.umap_warm_up()
 
 pages = {
     "Unlearn": [
         st.Page("views/setup.py", title="Setup", icon=":material/tune:", default=True),
         st.Page("views/run.py", title="Run", icon=":material/play_arrow:"),
         st.Page("views/compare.py", title="Compare", icon=":material/table_chart:"),
+        st.Page("views/requests.py", title="Requests", icon=":material/playlist_remove:"),
     ],
     "Look inside": [
         st.Page("views/structure.py", title="Structure", icon=":material/hub:"),
@@ -39,4 +43,7 @@ st.sidebar.caption(
     "StructGuard (Hong, Shin & Kim, CVPR 2026) pins the embedding to one text anchor per class while "
     "a model forgets k training images. Set up a run, run it, then look inside."
 )
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+finally:  # after the page is drawn: the compilation holds the GIL and would delay the first paint
+    cached.umap_warm_up()

@@ -5,6 +5,7 @@
     stakes run --preset cifar10 --download --set structguard.pgd_eps=2.0
     stakes table runs/digits --paired structguard l2ul
     stakes figures runs/digits/k16/seed0         # every figure of a saved run (HTML, PNG when possible)
+    stakes continual --rounds 5 --k 4 --seeds 0 1   # deletion requests one after another, round by round
     stakes --plugin relabel.py run --methods relabel   # a user's method (docs/extending.md)
 """
 
@@ -28,7 +29,7 @@ from stakes_core.infra.plugins import PLUGINS_ENV, load_plugins, loaded_plugins
 from stakes_core.methods import PAPER_METHODS, list_methods
 from stakes_core.models import list_models
 from stakes_core.run.presets import list_presets
-from stakes_core.run.results import RunResultError
+from stakes_core.run.results import RunResult, RunResultError
 
 #: Errors that are the user's to fix: reported in one line, exit status 2. Anything else is a
 #: bug (ours or in a user's method or plugin) and keeps its traceback.
@@ -110,6 +111,21 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def command_table(args: argparse.Namespace) -> None:
+    from stakes_core.run.results import find_runs
+
+    if args.sweep:
+        command_sweep_table(args)
+        return
+    if not args.runs:
+        raise ConfigError("name run directories (or folders holding them), or a sweep with --sweep SPEC")
+    directories = [d for root in args.runs for d in find_runs(root)]
+    if not directories:
+        raise RunResultError(f"no run directories (with summary.json) under {', '.join(args.runs)}")
+    print_tables([RunResult.load(d) for d in directories], args)
+
+
+def print_tables(runs: list[RunResult], args: argparse.Namespace) -> None:
+    """The methods × k table of ``runs`` as ``stakes table`` asks, with its paired rows and correlation."""
     from stakes_core.report.table import (
         collapse_correlation,
         environment_warning,
@@ -119,12 +135,7 @@ def command_table(args: argparse.Namespace) -> None:
         to_csv,
         to_markdown,
     )
-    from stakes_core.run.results import RunResult, find_runs
 
-    directories = [d for root in args.runs for d in find_runs(root)]
-    if not directories:
-        raise RunResultError(f"no run directories (with summary.json) under {', '.join(args.runs)}")
-    runs = [RunResult.load(d) for d in directories]
     metrics = tuple(args.metrics)
     rows = summarize(runs, metrics)
     mixed = environment_warning(runs)
@@ -146,7 +157,11 @@ def command_table(args: argparse.Namespace) -> None:
 
 def command_figures(args: argparse.Namespace) -> None:
     from stakes_core.figures import write_report
+    from stakes_core.run.continual_store import is_continual_run
 
+    if is_continual_run(args.run_dir):
+        command_continual_figures(args)
+        return
     report = write_report(
         args.run_dir, args.out, args.format, args.methods, args.forget, args.retained, args.test, args.embedding,
         args.device, args.per_kind, progress=not args.quiet,
@@ -155,6 +170,139 @@ def command_figures(args: argparse.Namespace) -> None:
         print(f"note: {note}", file=sys.stderr)
     timings = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in report.seconds.items())
     print(f"wrote {len(report.files)} files to {args.out or Path(args.run_dir) / 'figures'} ({timings})")
+
+
+def parse_forget_set(text: str) -> list[int]:
+    """``"3,17,42"`` → ``[3, 17, 42]`` (one explicit forget set of ``stakes continual --sets``)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"forget set '{text}' is not a comma-separated list of training indices") from None
+
+
+def command_continual(args: argparse.Namespace) -> None:
+    from stakes_core.report.continual import round_summary, summary_markdown
+    from stakes_core.run.continual_store import continual_settings, run_continual
+
+    sets = [parse_forget_set(text) for text in args.sets] if args.sets else None
+    settings, arms = continual_settings(
+        args.preset, k=args.k, rounds=args.rounds, methods=args.methods, sets=sets, overrides=args.set,
+        dataset_options=dataset_options(args), device=args.device, from_scratch=args.from_scratch,
+    )
+    out = Path(args.out or Path("runs") / "continual" / f"{settings.config.dataset['name']}-k{settings.config.k}")
+    check_writable_folder(out)
+    run = run_continual(settings, arms, args.seeds, out=out, progress=not args.quiet)
+    metrics = ("test_acc", "retain_acc", "forget_acc", "relapse", "collapse_original", "collapse_previous", "seconds")
+    print(summary_markdown(round_summary(run.records), metrics, {"collapse_original": 3, "collapse_previous": 3}))
+    print(f"saved {out} ({run.computed} rounds computed, the others from the run store); "
+          f"figures: stakes figures {out}", file=sys.stderr)
+
+
+def command_continual_figures(args: argparse.Namespace) -> None:
+    from stakes_core.figures.continual import write_continual_figures
+
+    files, skipped = write_continual_figures(args.run_dir, args.out, args.format, algorithm=args.embedding)
+    if skipped:
+        print(f"note: {skipped}", file=sys.stderr)
+    print(f"wrote {len(files)} files to {args.out or Path(args.run_dir) / 'figures'}")
+
+
+def command_sweep_table(args: argparse.Namespace) -> None:
+    """``stakes table --sweep SPEC``: the sweep's stored cells, one table per setting."""
+    from stakes_core.report.sweeps import pool_cells
+    from stakes_core.run.sweep import build_sweep, stored_results
+    from stakes_core.run.sweep_spec import load_spec
+
+    sweep = build_sweep(load_spec(args.sweep), args.store)
+    found, missing = stored_results(sweep)
+    if not found:
+        raise RunResultError(f"none of the {len(sweep.cells)} cells of {args.sweep} is stored in {sweep.store} yet")
+    if missing:
+        print(f"stakes: warning: {len(missing)} of the {len(sweep.cells)} cells are not stored yet and are left out "
+              f"(stakes sweep {args.sweep} runs them)", file=sys.stderr)
+    for title, runs in pool_cells(found, sweep.axes):
+        print(f"### {title}\n")
+        print_tables(runs, args)
+        print()
+
+
+def command_sweep(args: argparse.Namespace) -> None:
+    from stakes_core.run.driver import default_folder, plan, run_sweep, summary_lines
+    from stakes_core.run.executors import ExecutorOptions, cores, create_executor
+    from stakes_core.run.sweep import build_sweep
+    from stakes_core.run.sweep_spec import SweepError, load_spec, spec_from_arguments
+
+    given = {"preset": args.preset, "k": args.k, "seed": args.seeds, "method": args.methods,
+             "encoder": args.encoder, "anchors": args.anchors, "device": args.device, "data_root": args.data_root}
+    spec = spec_from_arguments(given, args.set, load_spec(args.spec) if args.spec else None)
+    sweep = build_sweep(spec, args.store, args.gpus_per_cell)
+    found = plan(sweep, args.retry_failed)
+    print(found.headline())
+    if args.dry_run:
+        print(f"estimate: {found.estimate_line(args.workers or cores())}")
+        width = max(len(cell.label(sweep.axes)) for cell in sweep.cells)
+        for cell, state in zip(sweep.cells, found.states):
+            print(f"  {cell.label(sweep.axes):<{width}}  {state}")
+        return
+    options = ExecutorOptions(
+        workers=args.workers, threads=args.threads, address=args.address, connect_timeout=args.connect_timeout,
+        partition=args.partition, time_min=args.time, gpus_per_cell=args.gpus_per_cell, mem_gb=args.mem_gb,
+        folder=default_folder(sweep),
+    )
+    executor = create_executor(args.executor, options)
+    print(f"estimate: {found.estimate_line(executor.workers)}")
+    skipped = found.count("failed before") if not args.retry_failed else 0
+    if skipped:
+        print(f"{skipped} cells failed before and are left alone (--retry-failed runs them again)")
+    if found.to_run:
+        print(f"running on {executor.describe()}", file=sys.stderr)
+    report = run_sweep(sweep, found.to_run, executor, progress=not args.quiet)
+    for line in summary_lines(report, len(found.to_run)):
+        print(line)
+    if report.failures or skipped:
+        failed = len(report.failures) + skipped
+        raise SweepError(f"{failed} of the sweep's {len(sweep.cells)} cells failed (see above; --retry-failed "
+                         "runs them again)")
+
+
+def add_sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stakes sweep``: a grid of runs on a process pool, a Ray cluster or SLURM."""
+    from stakes_core.run.executors import EXECUTORS
+    from stakes_core.run.sweep_spec import FIELDS
+
+    fields = "\n".join(f"  {name:<16}{field.help}" for name, field in FIELDS.items())
+    sweep = commands.add_parser(
+        "sweep", help="a grid of runs (one method each) on a process pool, Ray or SLURM; stored cells are skipped",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"fields any --set or spec file may fix or vary (docs/sweeps.md):\n{fields}\n"
+               "  METHOD.KEY      a hyperparameter of one method (only its cells multiply)",
+    )
+    sweep.add_argument("spec", nargs="?", help="a YAML or TOML spec file (options below add to or replace it)")
+    sweep.add_argument("--preset", nargs="+", help="preset(s) (default digits)")
+    sweep.add_argument("--k", nargs="+", help="forget-set sizes (default: the preset's)")
+    sweep.add_argument("--seeds", nargs="+", help="seeds: numbers or ranges such as 0-9 (default 0)")
+    sweep.add_argument("--methods", nargs="+", help="methods, one per cell (default the paper's four)")
+    sweep.add_argument("--encoder", nargs="+", help="anchor encoder(s)")
+    sweep.add_argument("--anchors", nargs="+", help="anchor source(s): text, rotated, prototypes")
+    sweep.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
+        help="a field or METHOD.KEY hyperparameter: one value fixes it, several make an axis")
+    sweep.add_argument("--device", help="cpu, cuda, cuda:N, mps (default auto: cuda with --gpus-per-cell)")
+    sweep.add_argument("--data-root", help="where the dataset lives (CIFAR, imagefolder)")
+    sweep.add_argument("--store", help="the run store, a folder every worker sees (default: the spec's, else the "
+                       "cache's runs)")
+    sweep.add_argument("--executor", choices=list(EXECUTORS), default="local")
+    sweep.add_argument("--workers", type=int, help="cells at once (default: the cores; slurm: all queued)")
+    sweep.add_argument("--threads", type=int, help="torch threads (CPUs) per cell (default: cores / workers)")
+    sweep.add_argument("--address", help="ray: join the cluster at host:port or ray://host:port")
+    sweep.add_argument("--connect-timeout", type=float, default=30.0, help="ray: seconds to wait for --address")
+    sweep.add_argument("--partition", help="slurm: partition")
+    sweep.add_argument("--time", type=int, default=60, help="slurm: time limit per cell in minutes")
+    sweep.add_argument("--gpus-per-cell", type=int, default=0, help="ray and slurm: GPUs per cell")
+    sweep.add_argument("--mem-gb", type=float, help="slurm: memory per cell")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells, what is stored and the time left")
+    sweep.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=command_sweep)
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -249,8 +397,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="NHWC memory layout (faster on GPUs and, for narrow models, CPUs; rounding-level changes)")
     run.set_defaults(handler=command_run)
 
+    continual = commands.add_parser(
+        "continual", help="deletion requests one after another: T disjoint forget sets, each from the last model"
+    )
+    add_experiment_arguments(continual)
+    continual.add_argument("--rounds", type=int, default=5, help="number of requests T (default 5)")
+    continual.add_argument("--k", type=int, help="images per request (default: the preset's largest k)")
+    continual.add_argument("--sets", nargs="+", metavar="I,J,...",
+        help="explicit forget sets, one comma-separated list per round (instead of --rounds and --k)")
+    continual.add_argument("--methods", nargs="+", default=list(PAPER_METHODS),
+        help="methods; structguard@previous takes S_ori from the previous round's model (default: @original)")
+    continual.add_argument("--seeds", type=int, nargs="+", default=[0])
+    continual.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+        help="override a hyperparameter")
+    continual.add_argument("--out", help="results folder; running into it again resumes it "
+        "(default: runs/continual/DATASET-kK)")
+    continual.set_defaults(handler=command_continual)
+
     table = commands.add_parser("table", help="methods × k table (mean ± sd over seeds) from saved runs")
-    table.add_argument("runs", nargs="+", help="run directories or folders holding them")
+    table.add_argument("runs", nargs="*", help="run directories or folders holding them")
+    table.add_argument("--sweep", metavar="SPEC", help="the stored cells of a sweep's spec file, one table per setting")
+    table.add_argument("--store", help="with --sweep: the run store (default: the spec's, else the cache's)")
     table.add_argument("--format", choices=("md", "csv"), default="md")
     table.add_argument("--metrics", nargs="+", default=["retain_acc", "forget_acc", "test_acc", "mean_collapse",
         "steps", "seconds"])
@@ -260,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.set_defaults(handler=command_table)
 
     figures = commands.add_parser("figures", help="write every analysis figure of saved run(s)")
-    figures.add_argument("run_dir", help="a run directory, or a folder of runs (cross-run figures for all of them)")
+    figures.add_argument("run_dir", help="a run directory, a folder of runs (cross-run figures for all of them) or "
+                         "a continual run folder (round curves and round-1/round-T layouts)")
     figures.add_argument("--out", help="output folder (default: RUN_DIR/figures)")
     figures.add_argument("--format", choices=EXPORT_FORMATS, default="auto",
                          help="html, png or svg (HTML always; auto adds PNG when kaleido finds Chromium)")
@@ -280,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.set_defaults(handler=command_list)
     add_cache_parser(commands)
+    add_sweep_parser(commands)
     return parser
 
 

@@ -3,19 +3,24 @@ the same setting, with downloads."""
 
 import streamlit as st
 
+from stakes_core.figures.tables import glossary
+from stakes_core.infra.errors import StakesError
+from stakes_core.report.sweeps import axis_choices, cell_rows, filter_cells, pool_cells
 from stakes_core.report.table import (
+    METRICS,
     environment_warning,
     rows_to_csv,
     run_rows,
     summarize,
     target_warnings,
     to_csv,
-    to_markdown,
 )
+from stakes_core.run.sweep import build_sweep, stored_results
+from stakes_core.run.sweep_spec import load_spec
 
 import cached
 import lab
-from widgets import run_table, skipped_runs_notice
+from widgets import run_table, show_summary_table, skipped_runs_notice
 
 st.title("Compare")
 config = lab.config_or_stop()
@@ -35,15 +40,39 @@ right.download_button("Download summary.json", (directory / "summary.json").read
 found = cached.siblings(config)
 siblings = found.runs
 seeds = sorted({run.seed for run in siblings})
-st.subheader(f"This setting over every stored seed and k ({len(siblings)} runs)")
-st.caption(f"Seeds {', '.join(map(str, seeds))}; cells are mean ± sd over seeds; reached_target counts the runs "
-           "whose forget accuracy reached 0. Run other seeds or k with the same methods and hyperparameters to add "
-           "rows.")
+st.subheader(f"This setting over every stored seed and k ({len(siblings)} run{'' if len(siblings) == 1 else 's'})")
+st.caption(f"Seed{'' if len(seeds) == 1 else 's'} {', '.join(map(str, seeds))}; cells are mean ± sd over the seeds "
+           "(one value when there is one run); 'reached A_f = 0' counts the runs whose forget accuracy reached 0. "
+           "Run other seeds or k with the same methods and hyperparameters to add rows.")
 skipped_runs_notice(found.skipped)
 mixed = environment_warning(siblings)
 if mixed:
     st.warning(f"{mixed[0].upper()}{mixed[1:]}.", icon=":material/warning:")
 rows = summarize(siblings)
-st.markdown(to_markdown(rows))
+show_summary_table(rows, METRICS)
+with st.expander("What the columns mean", expanded=True):
+    st.markdown(glossary(["retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse", "steps",
+                          "seconds", "reached_target"]))
 st.download_button("Download this table (CSV)", to_csv(rows), file_name=f"{config.dataset['name']}-table.csv",
                    mime="text/csv", icon=":material/download:")
+
+st.subheader("A sweep's cells")
+st.caption("The stored cells of a `stakes sweep` spec file (docs/sweeps.md), filtered by axis, and the tables "
+           "they pool into: one per setting, methods × k over the seeds.")
+spec_file = st.text_input("Sweep spec file (YAML or TOML)", key="compare_sweep_spec", placeholder="grid.yaml")
+if spec_file:
+    try:
+        sweep = build_sweep(load_spec(spec_file))
+        cells, missing = stored_results(sweep)
+    except StakesError as error:
+        st.error(str(error), icon=":material/error:")
+    else:
+        st.caption(f"{len(cells)} of {len(sweep.cells)} cells are stored in {sweep.store}"
+                   + (f"; `stakes sweep {spec_file}` runs the other {len(missing)}." if missing else "."))
+        chosen = {axis: st.multiselect(axis, values, default=values, format_func=str, key=f"sweep_axis_{axis}")
+                  for axis, values in axis_choices(cells, sweep.axes).items()}
+        shown = filter_cells(cells, chosen)
+        st.dataframe(cell_rows(shown, sweep.axes, METRICS), hide_index=True)
+        for title, runs in pool_cells(shown, sweep.axes):
+            st.markdown(f"**{title}**")
+            show_summary_table(summarize(runs), METRICS)
