@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/streamlit run app/main.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ## The suite without the tests marked slow (digits runs, the dashboard, the browser, the notebooks).
 test-fast: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 
 import numpy as np
 import plotly.graph_objects as go
@@ -159,8 +160,11 @@ def test_save_figures_html_and_fallback(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="static export needs Chromium (.ci/run installs it)")
 def test_png_export_with_chromium(tmp_path) -> None:
-    files, reason = save_figures({"one": go.Figure(go.Bar(x=[1], y=[2]))}, tmp_path, "png")
+    tall = go.Figure(go.Bar(x=[1], y=[2]), layout={"width": 300, "height": 900})
+    files, reason = save_figures({"one": go.Figure(go.Bar(x=[1], y=[2])), "tall": tall}, tmp_path, "png", scale=1)
     assert reason is None and (tmp_path / "one.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", (tmp_path / "tall.png").read_bytes()[16:24])  # the PNG header's size
+    assert (width, height) == (300, 900)  # a figure's own size, not kaleido's default 700 × 500
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,9 @@ def save_figures(
     suffix = "svg" if format == "svg" else "png"
     paths = [directory / f"{name}.{suffix}" for name in figures]
     try:
-        pio.write_images(list(figures.values()), paths, scale=scale)
+        sized = list(figures.values())  # kaleido's batch ignores each layout's size unless it is passed in
+        pio.write_images(sized, paths, scale=scale, width=[figure.layout.width for figure in sized],
+                         height=[figure.layout.height for figure in sized])
     except Exception as error:  # kaleido reports a missing browser in several exception types
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         reason = f"static export unavailable ({type(error).__name__}: {first_line})"
