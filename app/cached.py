@@ -16,6 +16,8 @@ import streamlit as st
 import torch
 
 from stakes_core.analysis import AffinityView, EmbeddingView, LoadedRun, affinity_view, embedding_view, load_run
+from stakes_core.analysis.continual import RoundEmbedding
+from stakes_core.analysis.continual import round_embedding as continual_embedding
 from stakes_core.analysis.embedding import warm_up_umap
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
@@ -23,6 +25,7 @@ from stakes_core.anchors import build_anchors, load_descriptions, match_classes
 from stakes_core.infra.errors import StakesError
 from stakes_core.methods import list_methods
 from stakes_core.run.config import ExperimentConfig
+from stakes_core.run.continual_store import ContinualRun
 from stakes_core.run.results import RunResult
 from stakes_core.run.runstore import Siblings, find_siblings, store_root
 
@@ -114,3 +117,11 @@ def anchors(descriptions_json: str, encoder: str, classes: tuple[str, ...]) -> t
     descriptions = match_classes(load_descriptions(json.loads(descriptions_json)), list(classes))
     return build_anchors(descriptions, encoder)
 
+
+
+@st.cache_resource(show_spinner="Laying out the retained instances…", max_entries=8)
+def round_embedding(entries_json: str, settings_json: str, arm: str, seed: int, algorithm: str) -> RoundEmbedding:
+    """The retained instances after round 1 and round T of a stored request sequence (Requests page)."""
+    entries = json.loads(entries_json)
+    loaded = ContinualRun(json.loads(settings_json), list(entries), [seed], [], entries)
+    return continual_embedding(loaded, arm, seed, algorithm)

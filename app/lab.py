@@ -35,6 +35,9 @@ LIMITS = {"max_epochs": MAX_EPOCHS, "n_adv": MAX_N_ADV}
 LIMITS_TEXT = (f"Limits of this dashboard: k ≤ {MAX_K}, max_epochs ≤ {MAX_EPOCHS}, n_adv ≤ {MAX_N_ADV}; "
                "a value past one is refused with a message, never ignored.")
 
+KEPT_PREFIXES = ("cfg_", "req_")
+"""Session keys whose widget values outlive a visit to another page."""
+
 
 class SettingsError(ValueError):
     """The settings cannot make a run; the message says what to change."""
@@ -94,7 +97,8 @@ def reset_settings() -> None:
 
 
 def init_settings() -> None:
-    """Defaults on a visitor's first page run; afterwards, keep every ``cfg_*`` value alive when
+    """Defaults on a visitor's first page run; afterwards, keep every ``cfg_*`` (Setup) and
+    ``req_*`` (Requests) value alive when
     the page that owns its widget is not shown (Streamlit drops unrendered widgets' state)."""
     state = st.session_state
     if "cfg_preset" not in state:
@@ -106,7 +110,7 @@ def init_settings() -> None:
     for method in method_choices():  # the paper's four are chosen at first; later-registered ones start unchosen
         state.setdefault(f"cfg_method.{method}", method in PAPER_METHODS)
     reset_hyperparameters(only_missing=True)
-    for key in [key for key in state if isinstance(key, str) and key.startswith("cfg_")]:
+    for key in [key for key in state if isinstance(key, str) and key.startswith(KEPT_PREFIXES)]:
         state[key] = state[key]
 
 

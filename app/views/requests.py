@@ -6,13 +6,13 @@ import json
 
 import streamlit as st
 
-from stakes_core.analysis.continual import RoundEmbedding, round_embedding
 from stakes_core.figures.continual import arm_label, round_curves_figure, round_embedding_figure
 from stakes_core.infra.errors import StakesError
 from stakes_core.report.continual import continual_answers, cost_markdown, round_summary, summary_markdown
 from stakes_core.run.continual import parse_arms
-from stakes_core.run.continual_store import ContinualRun, run_continual, settings_from_config, stored_continual
+from stakes_core.run.continual_store import run_continual, settings_from_config, stored_continual
 
+import cached
 import lab
 
 MAX_ROUNDS = 10
@@ -23,11 +23,11 @@ st.caption("Deletion requests arrive one after another: round t forgets its own 
            "rounds; collapse is measured on the backbone g(x). The methods and hyperparameters are the Setup page's.")
 config = lab.config_or_stop()
 state = st.session_state
-kept = {"req_rounds": 3, "req_k": min(config.k, 4), "req_seeds": [config.seed], "req_previous": False,
-        "req_layout": "umap"}
-for key, default in kept.items():  # Streamlit drops a widget's value on another page: keep a copy of our own
+defaults = {"req_rounds": 3, "req_k": min(config.k, 4), "req_seeds": [config.seed], "req_previous": False,
+            "req_layout": "umap"}
+for key, default in defaults.items():  # lab.init_settings keeps req_* values alive on the other pages
     if key not in state:
-        state[key] = state.get(f"kept_{key}", default)
+        state[key] = default
 left, middle, right = st.columns(3)
 rounds = int(left.number_input("Rounds T", 1, MAX_ROUNDS, key="req_rounds",
                                help=f"How many requests arrive, one after another (at most {MAX_ROUNDS} here)."))
@@ -38,9 +38,6 @@ seeds = right.multiselect("Seeds", list(range(10)), key="req_seeds",
 previous = "structguard" in config.methods and st.checkbox(
     "Also StructGuard with reference = previous", key="req_previous",
     help="S_ori and the regulariser's anchor weights from the previous round's model instead of the original's.")
-for key in kept:
-    if key in state:
-        state[f"kept_{key}"] = state[key]
 names = [m for m in config.methods if m != "oracle"] + (["structguard@previous"] if previous else [])
 if "oracle" in config.methods:
     st.info("The oracle is left out: it retrains on the retain set, which a request does not give.",
@@ -83,13 +80,6 @@ if run is None:
     st.stop()
 
 
-@st.cache_resource(show_spinner="Laying out the retained instances…", max_entries=8)
-def embedding(entries_json: str, settings_json: str, arm: str, seed: int, algorithm: str) -> RoundEmbedding:
-    entries = json.loads(entries_json)
-    loaded = ContinualRun(json.loads(settings_json), list(entries), [seed], [], entries)
-    return round_embedding(loaded, arm, seed, algorithm)
-
-
 st.success(f"{len(run.records)} rounds ({run.computed} computed now, the others from the store).",
            icon=":material/check_circle:")
 st.plotly_chart(round_curves_figure(run.records), key="req_curves")
@@ -103,13 +93,12 @@ if rounds > 1:
 
 st.subheader(f"Retained instances after round 1 and after round {rounds}")
 left, middle, right = st.columns(3)
-arm = left.selectbox("Method", run.arms, format_func=arm_label, key="req_arm")
-seed = middle.selectbox("Seed", seeds, key="req_seed")
+arm = left.selectbox("Method", run.arms, format_func=arm_label, key="requests_arm")
+seed = middle.selectbox("Seed", seeds, key="requests_seed")
 algorithm = right.radio("Layout", ["umap", "pca"], horizontal=True, key="req_layout",
                         help="Fitted on round 1's features; both panels use that one fit.")
-state["kept_req_layout"] = algorithm
 try:
-    view = embedding(json.dumps(run.entries), json.dumps(run.settings), arm, int(seed), algorithm)
+    view = cached.round_embedding(json.dumps(run.entries), json.dumps(run.settings), arm, int(seed), algorithm)
 except StakesError as error:
     st.error(str(error), icon=":material/error:")
     st.stop()
