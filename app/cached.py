@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import streamlit as st
 import torch
@@ -28,6 +29,8 @@ from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.continual_store import ContinualRun
 from stakes_core.run.results import RunResult
 from stakes_core.run.runstore import Siblings, find_siblings, store_root
+from stakes_core.run.sweep import Cell, Sweep, build_sweep, stored_cells, stored_results
+from stakes_core.run.sweep_spec import load_spec
 
 
 @st.cache_resource(show_spinner=False)
@@ -125,3 +128,19 @@ def round_embedding(entries_json: str, settings_json: str, arm: str, seed: int, 
     entries = json.loads(entries_json)
     loaded = ContinualRun(json.loads(settings_json), list(entries), [seed], [], entries)
     return continual_embedding(loaded, arm, seed, algorithm)
+
+
+def sweep_cells(spec_file: str) -> tuple[Sweep, list[tuple[dict[str, Any], RunResult]], list[Cell]]:
+    """A sweep's stored cells with their runs, and its missing cells (Compare page). A rerun of
+    the page reads the spec and checks the entries; the runs are loaded again only when the spec
+    or the set of stored cells has changed."""
+    sweep = build_sweep(load_spec(spec_file))
+    found, missing = _stored_sweep_results(spec_file, Path(spec_file).stat().st_mtime, tuple(stored_cells(sweep)))
+    return sweep, found, missing
+
+
+@st.cache_resource(show_spinner="Loading the sweep's stored cells…", max_entries=4)
+def _stored_sweep_results(
+    spec_file: str, modified: float, stored: tuple[bool, ...]
+) -> tuple[list[tuple[dict[str, Any], RunResult]], list[Cell]]:
+    return stored_results(build_sweep(load_spec(spec_file)))

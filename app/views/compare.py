@@ -15,8 +15,6 @@ from stakes_core.report.table import (
     target_warnings,
     to_csv,
 )
-from stakes_core.run.sweep import build_sweep, stored_results
-from stakes_core.run.sweep_spec import load_spec
 
 import cached
 import lab
@@ -62,8 +60,7 @@ st.caption("The stored cells of a `stakes sweep` spec file (docs/sweeps.md), fil
 spec_file = st.text_input("Sweep spec file (YAML or TOML)", key="compare_sweep_spec", placeholder="grid.yaml")
 if spec_file:
     try:
-        sweep = build_sweep(load_spec(spec_file))
-        cells, missing = stored_results(sweep)
+        sweep, cells, missing = cached.sweep_cells(spec_file)
     except StakesError as error:
         st.error(str(error), icon=":material/error:")
     else:
