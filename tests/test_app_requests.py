@@ -56,7 +56,8 @@ def test_requests_serve_a_sequence_then_load_it_from_the_store() -> None:
     assert not at.exception and not at.error, messages(at)
     assert any("6 rounds (6 computed now" in text for text in messages(at)["success"]), messages(at)
     assert len(at.get("plotly_chart")) == 2  # the round curves and the round-1/round-T layout
-    assert [o for o in at.selectbox(key="requests_arm").options] == ["NegGrad", "StructGuard", "StructGuard (ref. previous)"]
+    arms = list(at.selectbox(key="requests_arm").options)
+    assert arms == ["NegGrad", "StructGuard", "StructGuard (ref. previous)"]
     assert any("Relapse" in m.value for m in at.markdown)
     at.switch_page("views/compare.py").run()
     at.switch_page("views/requests.py").run()  # stored now: shown at once, no button
