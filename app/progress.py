@@ -1,10 +1,13 @@
-"""Running unlearning from a page with live progress: one bar for pretraining, one per method.
+"""Running unlearning from a page with live progress: one bar for pretraining, one per method,
+and each method's row of the results table as soon as it has finished (the methods of a request
+run side by side, :mod:`stakes_core.run.parallel`; every callback arrives in the page's thread).
 
 A method's bar fills by epochs up to its cap (``max_epochs``), the only bound known in advance:
 the text says the epoch and step, the cap and the longest the rest can take at the pace so far
 (the ETA); a method stops earlier, as soon as forget accuracy reaches 0. Clicking any widget
 while this runs makes Streamlit stop the script at the next progress update; the exception
-passes through the run, and the run store keeps nothing of it."""
+passes through the run, which stops every method at its next step, and the run store keeps
+nothing of it."""
 
 from __future__ import annotations
 
@@ -14,10 +17,16 @@ import streamlit as st
 
 from stakes_core.figures.style import method_label
 from stakes_core.methods import StepRecord, create_method
+from stakes_core.report.table import result_row
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.context import pretrained_model
+from stakes_core.run.results import MethodResult
 from stakes_core.run.runstore import load_or_run
 
+from widgets import show_table
+
+PARTIAL_CAPTION = ("Finished so far: each method's row appears as soon as it is done (the methods run side by "
+                   "side, one per CPU thread); the full table, the original model first, follows.")
 BARS_CAPTION = ("Each bar fills by epochs up to the method's cap; a method stops as soon as forget accuracy "
                 "reaches 0, usually well before the cap, so the ETA is the longest the rest can take.")
 
@@ -54,13 +63,23 @@ def run_with_progress(config: ExperimentConfig) -> Path:
     bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting (cap {caps[m]} epochs)") for m in config.methods}
 
     last: dict[str, StepRecord] = {}
+    finished = st.empty()
+    rows: list[dict[str, float | str]] = []
 
     def on_step(method: str, record: StepRecord) -> None:
         last[method] = record
         fill, text = step_progress(method, record, caps[method])
         bars[method].progress(fill, text=text)
 
-    directory = load_or_run(config, progress=False, on_step=on_step)
+    def on_result(method: str, result: MethodResult) -> None:
+        bars[method].progress(1.0, text=f"{method_label(method)}: done, {result.steps} steps in "
+                                        f"{duration(result.seconds)}")
+        rows.append(result_row(result))
+        with finished.container():
+            st.caption(PARTIAL_CAPTION)
+            show_table(rows)
+
+    directory = load_or_run(config, progress=False, on_step=on_step, on_result=on_result)
     for method, method_bar in bars.items():
         record = last.get(method)
         how = (f" after {record.epoch + 1} of at most {caps[method]} epochs ({record.step} steps), forget "

@@ -100,7 +100,7 @@ def command_run(args: argparse.Namespace) -> None:
                 precision=args.precision, channels_last=args.channels_last, anchor_source=args.anchors,
                 from_scratch=args.from_scratch,
             )
-            result = run_experiment(config, progress=not args.quiet)
+            result = run_experiment(config, progress=not args.quiet, workers=args.workers)
             directory = Path(args.out) / config.dataset["name"] / f"k{config.k}" / f"seed{seed}"
             store_result(result, directory, save_models=not args.no_models)  # all of the run or nothing
             runs.append(result)
@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a hyperparameter")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--no-models", action="store_true", help="do not save the unlearned weights")
+    run.add_argument("--workers", type=int,
+                     help="methods run at once, each in a thread with torch threads / workers intra-op threads "
+                          "(default: one per torch thread on the CPU, 1 on a GPU; 1 runs them one after another)")
     run.add_argument("--precision", choices=PRECISIONS, default="fp32",
                      help="bf16 autocasts attacks and update steps (GPUs; changes results beyond rounding)")
     run.add_argument("--channels-last", action="store_true",

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from stakes_core.cli import main
 from stakes_core.infra.assets import asset_path
@@ -107,8 +108,10 @@ def test_from_scratch_trains_here_instead_and_is_another_run(isolated_cache, mon
 
 def test_the_environment_record_names_what_determines_the_numbers() -> None:
     record = environment_record("cpu", ["neggrad", "structguard"], "shipped")
-    assert set(record) == {"stakes", "code_versions", "python", "torch", "numpy", "threads", "device", "cpu", "gpu",
-                           "shipped_checkpoint"}
+    assert set(record) == {"stakes", "code_versions", "python", "torch", "numpy", "threads", "workers", "device", "cpu",
+                           "gpu", "shipped_checkpoint"}
+    assert record["workers"] == 1 and record["threads"] == torch.get_num_threads()
+    assert environment_record("cpu", ["neggrad"], "shipped", workers=2)["threads"] == max(1, torch.get_num_threads() // 2)
     assert record["code_versions"] == {"loop": 1, "neggrad": 1, "structguard": record["code_versions"]["structguard"]}
     assert record["cpu"] and record["gpu"] is None and record["shipped_checkpoint"] is True
     assert environment_record("cpu", [], "cache")["shipped_checkpoint"] is False

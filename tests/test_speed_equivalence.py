@@ -158,3 +158,28 @@ def test_device_names_are_checked() -> None:
     assert resolve_device("auto") in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_stakes_sgd_is_bit_identical_to_torch_sgd() -> None:
+    """stakes' SGD (no torch._dynamo import) makes the updates torch.optim.SGD makes, bit for bit:
+    parameter groups with their own learning rates, momentum, weight decay, a parameter without
+    a gradient, three steps."""
+    from stakes_core.methods.sgd import SGD
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3), torch.nn.Linear(3, 3))
+
+    ours_model, torch_model = make(), make()
+    groups = lambda m: [{"params": m[0].parameters(), "lr": 0.05}, {"params": [*m[2].parameters(), *m[3].parameters()]}]  # noqa: E731
+    ours = SGD(groups(ours_model), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    reference = torch.optim.SGD(groups(torch_model), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(8, 6)
+    for _ in range(3):
+        for model, optimizer in ((ours_model, ours), (torch_model, reference)):
+            optimizer.zero_grad(set_to_none=True)
+            model[2](model[1](model[0](x))).square().sum().backward()  # the last layer gets no gradient
+            optimizer.step()
+    for a, b in zip(ours_model.parameters(), torch_model.parameters()):
+        assert torch.equal(a, b)
+    assert ours_model[3].weight.grad is None

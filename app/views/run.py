@@ -27,7 +27,8 @@ if directory is None:
         try:
             run_with_progress(config)
         except Exception as error:  # any failure is shown in the page; the store keeps nothing of it
-            st.error(f"The run failed and nothing was stored: {error}", icon=":material/error:")
+            which = " ".join(getattr(error, "__notes__", []))  # names the method that failed
+            st.error(f"The run failed and nothing was stored: {error} {which}".strip(), icon=":material/error:")
             st.stop()
         st.session_state["run_finished"] = True
         st.rerun()  # show the stored result without the buttons and bars of the run

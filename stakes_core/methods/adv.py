@@ -27,6 +27,7 @@ from stakes_core.methods.training import (
 class Adv(UnlearningMethod[ProxyConfig]):
     name = "adv"
     config_class = ProxyConfig
+    uses_global_rng = False
 
     def setup(self, ctx: UnlearnContext) -> None:
         self.model = trainable_copy(ctx.original)

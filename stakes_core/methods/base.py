@@ -27,7 +27,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, Protocol, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -51,6 +51,15 @@ method's results (stored runs of the old version are then recomputed)."""
 ConfigT = TypeVar("ConfigT", bound=MethodConfig)
 
 StepCallback = Callable[[str, StepRecord], None]
+
+
+class Optimizer(Protocol):
+    """What the loop asks of ``self.optimizer``: a ``torch.optim`` optimiser or
+    :class:`~stakes_core.methods.sgd.SGD`."""
+
+    def zero_grad(self, set_to_none: bool = ...) -> None: ...
+
+    def step(self) -> Any: ...
 
 
 @dataclass
@@ -87,6 +96,11 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
     version: ClassVar[int] = 1
     """Bump it in a method's class when a change alters that method's results; stored runs of
     the old version are then recomputed."""
+    uses_global_rng: ClassVar[bool] = True
+    """Whether the method draws from torch's process-wide random generator (seeded with the
+    run's seed before ``setup``). Set it to ``False`` when every random draw uses an explicit
+    ``torch.Generator``: the loop then leaves the global generator alone, and the method may run
+    in a thread beside the other methods of a request (:mod:`stakes_core.run.parallel`)."""
 
     def __init__(self, config: ConfigT | None = None, **overrides: Any) -> None:
         self.config: ConfigT = checked_overrides(
@@ -94,7 +108,7 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
         )
         self.timer = Timer()
         self.model: BackboneModule
-        self.optimizer: torch.optim.Optimizer
+        self.optimizer: Optimizer
 
     # --- what a method defines -------------------------------------------------------------
     @abstractmethod
@@ -108,6 +122,11 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
     @abstractmethod
     def loss(self, ctx: UnlearnContext, batch: Any, epoch: int, index: int, step: int) -> LossAndTerms:
         """The loss of one step and its named terms (for the records)."""
+
+    def needs(self) -> tuple[str, ...]:
+        """Methods whose unlearned model this one reads from ``ctx.unlearned`` in ``setup``; in
+        a request that holds them, it starts after they have finished."""
+        return ()
 
     def deployed(self) -> torch.nn.Module:
         """The classifier that is evaluated and shipped after unlearning."""
@@ -139,7 +158,8 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
     # --- the loop ----------------------------------------------------------------------------
     def run(self, ctx: UnlearnContext, on_step: StepCallback | None = None) -> MethodOutcome:
         """Unlearn ``ctx.forget_idx`` until forget accuracy is 0 or ``max_epochs`` is spent."""
-        torch.manual_seed(ctx.seed)
+        if self.uses_global_rng:
+            torch.manual_seed(ctx.seed)
         with self.timer.phase("setup"):
             self.setup(ctx)
             ctx.accel.model(self.deployed())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
 from stakes_core.methods.timing import Timer
 from stakes_core.metrics.structure import StructureProbe
+
+_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass
@@ -39,6 +42,8 @@ class UnlearnContext:
     record_every: int = 1
     probe_idx: torch.Tensor | None = None
     proxy_cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=dict)
+    proxy_locks: dict[Any, threading.Lock] = field(default_factory=dict, repr=False)
+    """One lock per proxy-set key: methods running in threads build a shared set once."""
     unlearned: dict[str, torch.nn.Module] = field(default_factory=dict)
     accel: Acceleration = DEFAULT
 
@@ -69,6 +74,14 @@ class UnlearnContext:
         defaults to the original model."""
         attacked = attacked if attacked is not None else self.original
         key = (n_adv, pgd, target_rule, id(attacked), self.accel)
+        with _LOCKS_GUARD:
+            lock = self.proxy_locks.setdefault(key, threading.Lock())
+        with lock:
+            return self._proxy_set(key, attacked, n_adv, pgd, target_rule, timer)
+
+    def _proxy_set(
+        self, key: Any, attacked: torch.nn.Module, n_adv: int, pgd: PGDConfig, target_rule: str, timer: Timer
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if key in self.proxy_cache:
             images, targets, seconds = self.proxy_cache[key]
             timer.seconds["proxy"] += seconds

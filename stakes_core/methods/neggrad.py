@@ -17,6 +17,7 @@ from stakes_core.methods.training import Batch, LossAndTerms, forget_batches, sg
 class NegGrad(UnlearningMethod[SGDMethodConfig]):
     name = "neggrad"
     config_class = SGDMethodConfig
+    uses_global_rng = False
     stop_every = "epoch"
 
     def setup(self, ctx: UnlearnContext) -> None:

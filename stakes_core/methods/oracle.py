@@ -26,6 +26,7 @@ RetainBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class Oracle(UnlearningMethod[SGDMethodConfig]):
     name = "oracle"
     config_class = SGDMethodConfig
+    uses_global_rng = False
 
     def setup(self, ctx: UnlearnContext) -> None:
         self.model = trainable_copy(ctx.original)

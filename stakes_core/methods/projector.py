@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -12,12 +13,17 @@ if TYPE_CHECKING:
 
 
 class Projector(nn.Module):
-    """``p_ω``: ``Linear(d, a) → BatchNorm1d → ReLU → Linear(a, d)``, randomly initialised."""
+    """``p_ω``: ``Linear(d, a) → BatchNorm1d → ReLU → Linear(a, d)``, randomly initialised.
 
-    def __init__(self, feature_dim: int, anchor_dim: int) -> None:
+    With ``generator`` the linear layers draw their initial weights from it, not from torch's
+    process-wide generator, exactly as ``nn.Linear`` draws them (same values as after
+    ``torch.manual_seed`` with the generator's seed): methods running in parallel threads then
+    cannot change each other's initialisation."""
+
+    def __init__(self, feature_dim: int, anchor_dim: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.hidden = nn.Sequential(nn.Linear(feature_dim, anchor_dim), nn.BatchNorm1d(anchor_dim), nn.ReLU())
-        self.out = nn.Linear(anchor_dim, feature_dim)
+        self.hidden = nn.Sequential(linear(feature_dim, anchor_dim, generator), nn.BatchNorm1d(anchor_dim), nn.ReLU())
+        self.out = linear(anchor_dim, feature_dim, generator)
         self.align_on_output = feature_dim == anchor_dim
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -28,6 +34,18 @@ class Projector(nn.Module):
         hidden = self.hidden(features)
         out = self.out(hidden)
         return out, out if self.align_on_output else hidden
+
+
+def linear(in_features: int, out_features: int, generator: torch.Generator | None) -> nn.Linear:
+    """``nn.Linear(in_features, out_features)``; with ``generator``, initialised from it by
+    ``nn.Linear.reset_parameters``'s rule (Kaiming-uniform weight, uniform bias in ±1/√fan_in)."""
+    if generator is None:
+        return nn.Linear(in_features, out_features)
+    layer = nn.utils.skip_init(nn.Linear, in_features, out_features)
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
 
 
 class ProjectedClassifier(nn.Module):

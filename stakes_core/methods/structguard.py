@@ -68,6 +68,7 @@ from stakes_core.methods.config import ProxyConfig, hyperparameter, new_default
 from stakes_core.methods.context import UnlearnContext
 from stakes_core.methods.importance import BatchStatsRecorder, cycle_visits
 from stakes_core.methods.projector import ProjectedClassifier, Projector
+from stakes_core.methods.sgd import SGD
 from stakes_core.methods.training import (
     LossAndTerms,
     ProxyBatch,
@@ -148,6 +149,7 @@ class StructGuardConfig(ProxyConfig):
 class StructGuard(UnlearningMethod[StructGuardConfig]):
     name = "structguard"
     config_class = StructGuardConfig
+    uses_global_rng = False  # the projector draws from its own generator, seeded with the run's seed
 
     def setup(self, ctx: UnlearnContext) -> None:
         cfg = self.config
@@ -162,9 +164,10 @@ class StructGuard(UnlearningMethod[StructGuardConfig]):
             cfg.n_adv, cfg.pgd, cfg.target_rule, self.timer, attacked=attacked
         )
         self.model = trainable_copy(ctx.original)
-        self.projector = Projector(self.model.feature_dim, ctx.anchors.shape[1]).to(ctx.device).train()
+        generator = torch.Generator().manual_seed(ctx.seed)
+        self.projector = Projector(self.model.feature_dim, ctx.anchors.shape[1], generator).to(ctx.device).train()
         self.classifier_model = ProjectedClassifier(self.model, self.projector)
-        self.optimizer = torch.optim.SGD(
+        self.optimizer = SGD(
             [
                 {"params": self.model.parameters(), "lr": cfg.lr},
                 {"params": self.projector.parameters(), "lr": cfg.projector_lr},
@@ -175,6 +178,9 @@ class StructGuard(UnlearningMethod[StructGuardConfig]):
         )
         self.reference = {name: p.detach().clone() for name, p in self.model.named_parameters()}
         self.importance: dict[str, torch.Tensor] | None = None
+
+    def needs(self) -> tuple[str, ...]:
+        return ("l2ul",) if self.config.proxy_source == "l2ul" else ()
 
     def deployed(self) -> nn.Module:
         return self.classifier_model

@@ -11,6 +11,7 @@ import torch
 
 from stakes_core.methods.config import SGDMethodConfig
 from stakes_core.methods.context import UnlearnContext
+from stakes_core.methods.sgd import SGD
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """Images and labels."""
@@ -57,9 +58,9 @@ def paired_with_forget(
         yield images[start : start + batch_size], labels[start : start + batch_size], xf, yf
 
 
-def sgd_for(parameters: Iterable[torch.nn.Parameter], config: SGDMethodConfig) -> torch.optim.SGD:
+def sgd_for(parameters: Iterable[torch.nn.Parameter], config: SGDMethodConfig) -> SGD:
     """The baselines' optimiser: SGD with the config's learning rate, momentum and weight decay."""
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def forget_and_proxy_loss(forget_ce: torch.Tensor, proxy_ce: torch.Tensor, n_forget: int, n_proxy: int) -> torch.Tensor:

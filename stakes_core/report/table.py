@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from stakes_core.infra.errors import ConfigError
-from stakes_core.run.results import RunResult
+from stakes_core.run.results import MethodResult, RunResult
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "steps", "seconds")
 REFERENCE = "original"
@@ -63,17 +63,28 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     return mean - half, mean + half
 
 
+RUN_COLUMNS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse", "steps", "seconds")
+
+
 def metric_value(run: RunResult, method: str, metric: str) -> float:
     """One metric of one method in one run; the reference row has collapse 0 and no steps."""
     if method == REFERENCE:
         return run.original.get(metric, 0.0)
-    result = run.method(method)
+    return result_metric(run.method(method), metric)
+
+
+def result_metric(result: MethodResult, metric: str) -> float:
+    """One metric of one method's result (a final metric, or ``steps``, ``seconds`` …)."""
     if metric in result.metrics:
         return result.metrics[metric]
     return float(getattr(result, metric))
 
 
-RUN_COLUMNS = ("retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse", "steps", "seconds")
+def result_row(result: MethodResult, metrics: tuple[str, ...] = RUN_COLUMNS) -> dict[str, float | str]:
+    """The :func:`run_rows` row of one method's result, available as soon as that method has
+    finished (the dashboard shows each while the others still run)."""
+    return {"method": result.method, **{m: result_metric(result, m) for m in metrics},
+            TARGET: "yes" if result.reached_target else "no"}
 
 
 def reached_text(run: RunResult, method: str) -> str:

@@ -51,16 +51,18 @@ def gpu_name(device: str) -> str | None:
     return "Apple MPS" if device == "mps" else None
 
 
-def environment_record(device: str, methods: list[str], checkpoint_source: str) -> dict[str, Any]:
+def environment_record(device: str, methods: list[str], checkpoint_source: str, workers: int = 1) -> dict[str, Any]:
     """Everything outside the config that determines a run's numbers (``checkpoint_source`` as
-    :data:`~stakes_core.models.pretrain.SOURCES` names it)."""
+    :data:`~stakes_core.models.pretrain.SOURCES` names it). ``threads`` is the intra-op thread
+    count each method ran with: the process's, divided among ``workers`` methods run at once."""
     return {
         "stakes": stakes_version(),
         "code_versions": code_versions(methods),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": max(1, torch.get_num_threads() // workers),
+        "workers": workers,
         "device": device,
         "cpu": cpu_model(),
         "gpu": gpu_name(device),

@@ -17,6 +17,7 @@ from stakes_core.metrics.accuracy import evaluate
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.context import dataset_with_fingerprint, prepare_context
 from stakes_core.run.environment import environment_record
+from stakes_core.run.parallel import ResultCallback, check_workers, run_methods
 from stakes_core.run.results import MethodResult, RunResult
 
 
@@ -39,10 +40,17 @@ def run_experiment(
     config: ExperimentConfig,
     progress: bool = True,
     on_step: Callable[[str, StepRecord], None] | None = None,
+    workers: int | None = None,
+    on_result: ResultCallback | None = None,
 ) -> RunResult:
-    """Unlearn ``config.k`` seeded training instances with every method of ``config``."""
+    """Unlearn ``config.k`` seeded training instances with every method of ``config``;
+    ``workers`` methods at once (default: one per CPU thread, :mod:`stakes_core.run.parallel`;
+    1 runs them one after another). ``on_step`` sees every step record and ``on_result`` each
+    method's result as it finishes, both in the caller's thread."""
     context, pretrained = prepare_context(config, progress)
-    results = {name: run_method(context, name, config.method_configs.get(name), on_step) for name in config.methods}
+    methods = {name: config.method_configs.get(name, {}) for name in config.methods}
+    workers = check_workers(workers, len(methods), context.device)
+    results = run_methods(context, methods, run_method, on_step, on_result, workers)
     dataset, fingerprint = dataset_with_fingerprint(config)
     return RunResult(
         config=asdict(config),
@@ -55,6 +63,6 @@ def run_experiment(
         forget_indices=context.forget_idx.tolist(),
         probe_indices=[] if context.probe_idx is None else context.probe_idx.tolist(),
         methods=results,
-        environment=environment_record(context.device, config.methods, pretrained.source),
+        environment=environment_record(context.device, config.methods, pretrained.source, workers),
         models={name: model.cpu() for name, model in context.unlearned.items()},
     )

@@ -47,7 +47,7 @@ from stakes_core.methods import METHODS, StepRecord, create_method
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.environment import code_versions
 from stakes_core.run.experiment import run_experiment
-from stakes_core.run.results import FORMAT_VERSION, RunResult, RunResultError, find_runs, read_summary
+from stakes_core.run.results import FORMAT_VERSION, MethodResult, RunResult, RunResultError, find_runs, read_summary
 
 
 class UnregisteredMethodWarning(UserWarning):
@@ -60,9 +60,10 @@ class DamagedRunWarning(UserWarning):
 
 
 RUNNING = threading.Lock()
-"""One new run at a time in a process. Methods seed and draw from torch's process-wide random
-generator (weight initialisation, random starts), so two runs interleaved in threads (two
-dashboard sessions of one server) would change each other's results; the second waits."""
+"""One new run at a time in a process. A run sets torch's intra-op thread count (process-wide)
+for its method workers, and a user's method may draw from torch's process-wide random
+generator, so two runs interleaved in threads (two dashboard sessions of one server) would
+change each other's results; the second waits."""
 
 
 def store_root(root: str | Path | None = None) -> Path:
@@ -128,13 +129,16 @@ def load_or_run(
     root: str | Path | None = None,
     progress: bool = True,
     on_step: Callable[[str, StepRecord], None] | None = None,
+    workers: int | None = None,
+    on_result: Callable[[str, MethodResult], None] | None = None,
 ) -> Path:
     """The directory of the run of ``config``, running it first when it is not stored yet or
     its entry is damaged (said in a one-line :class:`DamagedRunWarning`; never served). Runs of
     one process are made one at a time (:data:`RUNNING`), so each has the results of its config.
 
-    ``on_step`` sees every step record of a new run; raising from it cancels the run, and
-    nothing is stored.
+    ``on_step`` sees every step record of a new run and ``on_result`` each method's result as it
+    finishes; raising from either cancels the run, and nothing is stored. ``workers``: methods
+    run at once (:func:`~stakes_core.run.experiment.run_experiment`).
     """
     directory = run_directory(config, root)
     problem = entry_problem(directory, config.methods)
@@ -145,7 +149,7 @@ def load_or_run(
     with RUNNING:
         if is_complete(directory, config.methods):  # stored meanwhile (another session or process)
             return directory
-        result = run_experiment(config, progress=progress, on_step=on_step)
+        result = run_experiment(config, progress=progress, on_step=on_step, workers=workers, on_result=on_result)
     if is_complete(directory, config.methods):  # another process stored the same run meanwhile
         return directory
     return store_result(result, directory)
