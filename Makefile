@@ -21,8 +21,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/streamlit run app/main.py
 
+## The whole suite in parallel processes (pytest-xdist, one per core, at most 4; tests/conftest.py says how they share).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal --durations=15
 
 ## The suite without the tests marked slow (digits runs, the dashboard, the browser, the notebooks).
 test-fast: $(STAMP)

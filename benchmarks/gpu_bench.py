@@ -13,7 +13,13 @@ ResNet-18 (``resnet18_cifar``) at 32×32 on random-noise images with a class col
 3. one full StructGuard request through this project's loop (fp32 and bf16 + channels_last),
    with its breakdown; the authors' request is estimated as this request with its proxy and
    importance phases replaced by the authors' (their update steps do the same work);
-4. pretraining throughput (images/s, the L2UL recipe), fp32 and bf16 + channels_last.
+4. pretraining throughput (images/s, the L2UL recipe), fp32 and bf16 + channels_last;
+5. one request of each other paper method (NegGrad, Adv, L2UL: the CIFAR-10 preset's learning
+   rates and ε, this run's n_adv, iterations and epoch cap) on the same context, fp32, and its
+   ratio to StructGuard's request.
+
+The JSON ends with the issue's targets (StructGuard k = 16 ≤ 1 s, k = 256 ≤ 10 s, every paper
+method within 2× of StructGuard) and whether each was met at the k values measured.
 
     python benchmarks/gpu_bench.py --device cuda --out docs/perf_gpu.json
     python benchmarks/gpu_bench.py --device cpu --quick --out /tmp/perf_gpu_quick.json   # plumbing check
@@ -145,13 +151,50 @@ def bench_k(args: Any, k: int, folder: str) -> list[dict[str, Any]]:
         rows.append({"k": k, "phase": "request", "arm": arm, "seconds": result.seconds, "updates": result.steps,
                      "reached_zero": result.reached_zero, "test_acc": result.metrics["test_acc"],
                      **{f"t_{p}": v for p, v in result.timings.items()}})
-    by = {(r["phase"], r["arm"]): r["seconds"] for r in rows}
     ours = next(r for r in rows if r["phase"] == "request" and r["arm"] == "stakes fp32")
+    rows += paper_method_requests(args, k, folder, ours["seconds"])
+    by = {(r["phase"], r["arm"]): r["seconds"] for r in rows}
     authors = ours["seconds"] - ours["t_proxy"] - ours["t_importance"] + by[("proxy", "authors loop")]
     authors += by[("importance", "authors_cycling")]
     rows.append({"k": k, "phase": "request", "arm": "authors loop (estimate)", "seconds": authors,
                  "updates": ours["updates"]})
     return rows
+
+
+def paper_method_requests(args: Any, k: int, folder: str, structguard_seconds: float) -> list[dict[str, Any]]:
+    """One fp32 request of NegGrad, Adv and L2UL on a fresh context of the same data and k."""
+    from stakes_core.run.config import experiment_config
+    from stakes_core.run.experiment import run_method
+
+    preset = experiment_config("cifar10", k=k, methods=["neggrad", "adv", "l2ul"]).method_configs
+    context, _ = prepare(args, k, folder, {})
+    rows = []
+    for name in ("neggrad", "adv", "l2ul"):
+        hyper = {**preset.get(name, {}), "max_epochs": args.max_epochs}
+        if name != "neggrad":
+            hyper.update(n_adv=args.n_adv, pgd_iterations=args.iterations)
+        result = run_method(context, name, hyper)
+        rows.append({"k": k, "phase": "request", "arm": f"{name} fp32", "seconds": result.seconds,
+                     "updates": result.steps, "reached_zero": result.reached_zero,
+                     "ratio_to_structguard": result.seconds / structguard_seconds,
+                     **{f"t_{p}": v for p, v in result.timings.items()}})
+    return rows
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's GPU targets at the k values measured, each with its measured value and verdict."""
+    found = []
+    for row in rows:
+        if row["phase"] != "request":
+            continue
+        if row["arm"] == "stakes fp32" and row["k"] in (16, 256):
+            limit = 1.0 if row["k"] == 16 else 10.0
+            found.append({"target": f"StructGuard request, k = {row['k']}, ≤ {limit:g} s", "measured": row["seconds"],
+                          "met": row["seconds"] <= limit})
+        if "ratio_to_structguard" in row:
+            found.append({"target": f"{row['arm'].split()[0]} within 2× of StructGuard, k = {row['k']}",
+                          "measured": row["ratio_to_structguard"], "met": row["ratio_to_structguard"] <= 2.0})
+    return found
 
 
 def pretrain_throughput(args: Any) -> list[dict[str, Any]]:
@@ -198,10 +241,12 @@ def main(argv: list[str] | None = None) -> None:
         for k in args.k:
             rows += bench_k(args, k, folder)
     rows += pretrain_throughput(args)
-    print_table(rows, ["k", "phase", "arm", "seconds", "images_per_s", "updates", "t_proxy", "t_importance",
-                       "t_steps", "t_evaluation"])
+    print_table(rows, ["k", "phase", "arm", "seconds", "images_per_s", "updates", "ratio_to_structguard", "t_proxy",
+                       "t_importance", "t_steps", "t_evaluation"])
+    verdicts = targets(rows)
+    print_table(verdicts, ["target", "measured", "met"])
     write_json(args.out, {"command": "python " + " ".join(sys.argv), "settings": vars(args),
-                          "environment": environment(args.device), "rows": rows})
+                          "environment": environment(args.device), "rows": rows, "targets": verdicts})
 
 
 if __name__ == "__main__":

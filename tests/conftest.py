@@ -11,6 +11,7 @@ cores.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,36 @@ def isolated_cache(tmp_path, monkeypatch):
     """A cache directory of this test's own (the session cache is shared across tests)."""
     monkeypatch.setenv("STAKES_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+_MAIN = sys.modules.get("__main__")
+
+
+@pytest.fixture(autouse=True)
+def _main_module_restored():
+    """Put back the process's own ``sys.modules["__main__"]`` before and after each test:
+    Streamlit's AppTest runs a page as ``__main__`` (also in module-scoped fixtures) and leaves
+    it there, and a process pool started later in the same process (the sweep's ``local``
+    executor spawns its workers) would re-run that page in each worker."""
+    if _MAIN is not None:
+        sys.modules["__main__"] = _MAIN
+    yield
+    if _MAIN is not None:
+        sys.modules["__main__"] = _MAIN
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Slow tests first, longest known first: parallel workers then start the long ones early
+    and fill the end with short tests, instead of one worker finishing a long test alone."""
+    def cost(item) -> int:
+        name = item.nodeid
+        if "test_app_browser" in name:
+            return 0
+        if "test_notebooks.py::test_notebook_executes" in name or "test_integration" in name:
+            return 1
+        return 2 if item.get_closest_marker("slow") else 3
+
+    items.sort(key=cost)  # stable: within a rank, the collection order is kept
 
 
 def pytest_configure(config):

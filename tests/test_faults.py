@@ -586,15 +586,10 @@ def test_ctrl_c_during_a_run_exits_130_and_stores_nothing(tiny: Tiny, cache: Pat
     deadline = time.monotonic() + CHILD_TIMEOUT
     while process.stderr.readline().strip() != "STEP" and time.monotonic() < deadline:
         assert process.poll() is None, "the run ended before its first step"
-    for _ in range(3):  # one CI run saw a Ctrl-C not acted on (cause unknown): press again, as a user would
-        process.send_signal(signal.SIGINT)
-        try:
-            rest = process.communicate(timeout=1.5)[1]
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    else:
-        rest = process.communicate(timeout=CHILD_TIMEOUT)[1]
+    # one press, then as long as it takes: on a loaded machine the exit after "stakes: interrupted"
+    # can take seconds, and a second press during it kills the interpreter (status -2, seen in a run)
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=CHILD_TIMEOUT)[1]
     assert process.returncode == 130, rest
     assert rest.strip().splitlines()[-1] == "stakes: interrupted" and "Traceback" not in rest
     assert not out.exists()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from stakes_core.cli import main
 from stakes_core.run.config import experiment_config
@@ -20,8 +21,19 @@ ALL_METHODS = ["neggrad", "adv", "l2ul", "structguard", "oracle"]
 
 @pytest.fixture(scope="module")
 def digits_runs():
+    """The same run twice: the methods one after another with one torch thread, then side by side
+    on two workers of one thread each (which must give the same numbers, bit for bit)."""
     config = experiment_config("digits", k=16, seed=0, methods=ALL_METHODS, device="cpu")
-    return [run_experiment(config, progress=False) for _ in range(2)]
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sequential = run_experiment(config, progress=False, workers=1)
+        torch.set_num_threads(2)
+        side_by_side = run_experiment(config, progress=False, workers=2)
+    finally:
+        torch.set_num_threads(previous)
+    assert side_by_side.environment["threads"] == sequential.environment["threads"] == 1
+    return [sequential, side_by_side]
 
 
 def test_pretrained_digits_model_is_accurate(digits_runs) -> None:
@@ -37,10 +49,11 @@ def test_every_method_drives_forget_accuracy_to_zero(digits_runs, method: str) -
 
 
 def test_same_seed_gives_identical_metrics(digits_runs) -> None:
-    first, second = digits_runs
+    first, second = digits_runs  # one after another, then side by side: the same threads per method
     for name in ALL_METHODS:
         assert first.method(name).metrics == second.method(name).metrics
         assert [r.collapse for r in first.method(name).curve] == [r.collapse for r in second.method(name).curve]
+        assert [r.loss for r in first.method(name).curve][1:] == [r.loss for r in second.method(name).curve][1:]
 
 
 def test_structguard_records_both_structure_views(digits_runs) -> None:

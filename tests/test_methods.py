@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stakes_core.infra.errors import ConfigError
-from stakes_core.infra.registry import UnknownNameError
+from stakes_core.infra.registry import UnknownNameError, scratch_registries
 from stakes_core.methods import (
     LOOP_VERSION,
     METHODS,
@@ -182,10 +182,11 @@ def test_registry_takes_user_methods_and_rejects_unknown_ones() -> None:
         def loss(self, ctx, batch, epoch, index, step):
             return self.model(batch[0]).sum() * 0 + torch.zeros((), requires_grad=True), {}
 
-    register_method(Freeze)
-    assert "test_freeze" in list_methods()
-    outcome = create_method("test_freeze", max_epochs=2).run(tiny_context())
-    assert outcome.steps == 2 and not outcome.reached_zero
+    with scratch_registries():  # later tests (the dashboard's method list) must not see it
+        register_method(Freeze)
+        assert "test_freeze" in list_methods()
+        outcome = create_method("test_freeze", max_epochs=2).run(tiny_context())
+    assert outcome.steps == 2 and not outcome.reached_zero and "test_freeze" not in list_methods()
     with pytest.raises(UnknownNameError, match="unknown method 'nope'"):
         create_method("nope")
     with pytest.raises(ConfigError, match="has no hyperparameter momentun"):

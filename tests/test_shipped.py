@@ -111,7 +111,8 @@ def test_the_environment_record_names_what_determines_the_numbers() -> None:
     assert set(record) == {"stakes", "code_versions", "python", "torch", "numpy", "threads", "workers", "device", "cpu",
                            "gpu", "shipped_checkpoint"}
     assert record["workers"] == 1 and record["threads"] == torch.get_num_threads()
-    assert environment_record("cpu", ["neggrad"], "shipped", workers=2)["threads"] == max(1, torch.get_num_threads() // 2)
+    halved = max(1, torch.get_num_threads() // 2)
+    assert environment_record("cpu", ["neggrad"], "shipped", workers=2)["threads"] == halved
     assert record["code_versions"] == {"loop": 1, "neggrad": 1, "structguard": record["code_versions"]["structguard"]}
     assert record["cpu"] and record["gpu"] is None and record["shipped_checkpoint"] is True
     assert environment_record("cpu", [], "cache")["shipped_checkpoint"] is False
