@@ -88,7 +88,7 @@ def run_methods(
 
 @dataclasses.dataclass
 class _Event:
-    kind: str  # "step", "done", "failed" or "stopped"
+    kind: str  # "step", "done" or "failed"
     method: str
     payload: Any = None
 
@@ -169,8 +169,8 @@ class _ParallelRun:
 
         try:
             result = self.run_one(self.context, name, self.methods[name], on_step)
-        except _Cancelled:
-            self.events.put(_Event("stopped", name))
+        except _Cancelled:  # the caller is already stopping every worker and reads no more events
+            return
         except BaseException as error:  # delivered to the caller's thread, which raises it
             self.events.put(_Event("failed", name, error))
         else:
