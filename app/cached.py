@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 from stakes_core.analysis import AffinityView, EmbeddingView, LoadedRun, affinity_view, embedding_view, load_run
+from stakes_core.analysis.changes import PerClassAccuracy, PredictionMatrices, per_class_accuracy, prediction_matrices
 from stakes_core.analysis.continual import RoundEmbedding
 from stakes_core.analysis.continual import round_embedding as continual_embedding
 from stakes_core.analysis.embedding import warm_up_umap
@@ -99,6 +100,16 @@ def embedding(directory: str, method: str, per_kind: int, algorithm: str) -> Emb
 def affinities(directory: str, method: str, retained: tuple[int, ...], view: str) -> AffinityView:
     run = _loaded_run(directory)
     return affinity_view(run, method, run.instances(retained=list(retained)), view)
+
+
+@st.cache_resource(show_spinner="Counting predictions per class…", max_entries=8)
+def class_accuracy(directory: str) -> PerClassAccuracy:
+    return per_class_accuracy(_loaded_run(directory))
+
+
+@st.cache_resource(show_spinner="Counting predictions per class…", max_entries=8)
+def predictions(directory: str) -> dict[str, list[PredictionMatrices]]:
+    return prediction_matrices(_loaded_run(directory))
 
 
 @st.cache_resource(show_spinner="Computing Grad-CAM maps…", max_entries=32)

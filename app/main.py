@@ -29,6 +29,7 @@ pages = {
     ],
     "Look inside": [
         st.Page("views/structure.py", title="Structure", icon=":material/hub:"),
+        st.Page("views/changes.py", title="Changes", icon=":material/compare_arrows:"),
         st.Page("views/embedding.py", title="Embedding", icon=":material/scatter_plot:"),
         st.Page("views/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
         st.Page("views/retrieval.py", title="Retrieval", icon=":material/image_search:"),

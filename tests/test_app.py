@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.slow  # the pages pretrain and unlearn the digits defau
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 TIMEOUT = 300  # the first run pretrains the digits model and unlearns (seconds on 2 cores)
-ANALYSIS_PAGES = ("compare", "structure", "embedding", "gradcam", "retrieval", "stakes")
+ANALYSIS_PAGES = ("compare", "structure", "changes", "embedding", "gradcam", "retrieval", "stakes")
 
 
 def messages(at: AppTest) -> dict[str, list[str]]:
@@ -48,16 +49,20 @@ def short_settings(at: AppTest, k: int = 4) -> None:
 
 
 @pytest.fixture(scope="module")
-def after_run(tmp_path_factory) -> AppTest:
-    """The app after the Run page ran the short settings (its run stays in the session cache)."""
-    at = open_app()
-    short_settings(at)
-    at.switch_page("views/run.py").run()
-    assert [b.label for b in at.button] == ["Run unlearning"]
-    at.button[0].click().run()
-    assert not at.exception and not at.error, messages(at)
-    assert any("Finished" in text for text in messages(at)["success"])
-    return at
+def after_run(tmp_path_factory) -> Iterator[AppTest]:
+    """The app after the Run page ran the short settings. The run lives in a cache of this
+    module's own: under pytest-xdist each process makes this fixture, and with the shared
+    session cache the second would find the run already stored."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STAKES_CACHE_DIR", str(tmp_path_factory.mktemp("app_cache")))
+        at = open_app()
+        short_settings(at)
+        at.switch_page("views/run.py").run()
+        assert [b.label for b in at.button] == ["Run unlearning"]
+        at.button[0].click().run()
+        assert not at.exception and not at.error, messages(at)
+        assert any("Finished" in text for text in messages(at)["success"])
+        yield at
 
 
 def test_setup_opens_on_the_digits_default() -> None:
@@ -235,7 +240,8 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
     after_run.switch_page(f"views/{page}.py").run()
     assert not after_run.exception and not after_run.error, (page, messages(after_run))
     charts = after_run.get("plotly_chart")
-    expected_charts = {"compare": 0, "structure": 3, "embedding": 1, "gradcam": 1, "retrieval": 2, "stakes": 2}[page]
+    expected_charts = {"compare": 0, "structure": 3, "changes": 2, "embedding": 1, "gradcam": 1, "retrieval": 2,
+                       "stakes": 2}[page]
     assert len(charts) == expected_charts, page
     if page == "compare":
         assert len(after_run.get("download_button")) == 3
@@ -256,6 +262,11 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
         assert set(table["queries"]) == {"forgotten", "retained", "test"} and "neggrad" not in set(table["model"])
         assert all(round(v, 1) == v for v in table["mAP (%)"])
         assert any("Low R@k on forgotten queries" in c.value for c in after_run.caption)
+    if page == "changes":  # the second method's prediction matrices too
+        method = next(box for box in after_run.selectbox if box.label == "Method")
+        assert list(method.options) == ["NegGrad", "StructGuard"]
+        method.set_value("structguard").run()
+        assert not after_run.exception and len(after_run.get("plotly_chart")) == 2, messages(after_run)
     if page == "stakes":  # nothing edited: nothing new to run
         assert not after_run.button and any("Edit a description" in text for text in messages(after_run)["info"])
 

@@ -114,6 +114,7 @@ def screenshot(page, name: str) -> None:
 PAGE_READY = [
     ("Compare", '[data-testid="stDataFrame"]', 2),
     ("Structure", ".js-plotly-plot", 3),
+    ("Changes", ".js-plotly-plot", 2),
     ("Embedding", ".js-plotly-plot", 1),
     ("Grad-CAM", ".js-plotly-plot", 1),
     ("Retrieval", ".js-plotly-plot", 2),

@@ -25,10 +25,12 @@ RunFigure = Callable[[LoadedRun], go.Figure]
 FIGURES: Registry[RunFigure] = Registry("figure")
 
 OWN_FIGURES = (
-    "anchor_similarity", "collapse_curves", "collapse_curves_projector", "collapse_vs_tradeoff", "gradcam", "privacy",
-    "retrieval_metrics", "retrieval_topk",
+    "anchor_similarity", "collapse_curves", "collapse_curves_projector", "collapse_vs_tradeoff", "gradcam",
+    "per_class_accuracy", "privacy", "retrieval_metrics", "retrieval_topk",
 )
-"""The report's own file names (with ``affinity_<method>`` and ``embedding_<method>``): taken."""
+"""The report's own file names (with ``affinity_<method>``, ``embedding_<method>`` and
+``predictions_<method>``): taken."""
+OWN_PREFIXES = ("affinity_", "embedding_", "predictions_")
 
 
 def register_figure(
@@ -40,7 +42,7 @@ def register_figure(
     """
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConfigError(f"figure name '{name}' must be letters, digits, '_' or '-' (it becomes a file name)")
-    if name in OWN_FIGURES or name.startswith(("affinity_", "embedding_")):
+    if name in OWN_FIGURES or name.startswith(OWN_PREFIXES):
         raise ConfigError(f"figure name '{name}' is taken by the report's own figures; choose another")
     return FIGURES.register(name, builder, overwrite=overwrite)
 

@@ -1,7 +1,8 @@
 """Every figure of one or several saved runs, written to disk (``stakes figures RUN_DIR``).
 
 Figures across runs (collapse curves, collapse against trade-off) use every run found under the
-path; the per-model analyses (affinities, embedding, Grad-CAM, retrieval, privacy) and every
+path; the per-model analyses (affinities, embedding, per-class accuracy and prediction matrices,
+Grad-CAM, retrieval, privacy) and every
 figure registered with :func:`~stakes_core.figures.registry.register_figure` run for each run
 whose unlearned models were saved. Timings and the numbers behind the bar charts go to
 ``analysis.json`` beside each run's figures.
@@ -28,10 +29,12 @@ from stakes_core.analysis import (
     load_run,
     tradeoff_points,
 )
+from stakes_core.analysis.changes import per_class_accuracy, prediction_matrices
 from stakes_core.analysis.gradcam import gradcam_view
 from stakes_core.analysis.privacy import privacy_view
 from stakes_core.analysis.retrieval import retrieval_images, retrieval_view
 from stakes_core.anchors.build import anchor_similarity
+from stakes_core.figures.changes import per_class_accuracy_figure, prediction_matrices_figure
 from stakes_core.figures.curves import collapse_curves_figure, collapse_tradeoff_figure
 from stakes_core.figures.embedding import embedding_figure
 from stakes_core.figures.export import save_figures
@@ -118,7 +121,7 @@ def _run_figures(
     }
     registered = FIGURES.names()
     bar = tqdm(
-        total=2 * len(methods) + 3 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
+        total=3 * len(methods) + 4 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
     )
     for method in methods:
         view = timed(f"affinity {method}", lambda: affinity_view(run, method, chosen))
@@ -127,6 +130,13 @@ def _run_figures(
     for method in methods:
         view = timed(f"{embedding} {method}", lambda: embedding_view(run, method, layout_points, embedding, seed=seed))
         figures[f"embedding_{method}"] = embedding_figure(view)
+        bar.update()
+    figures["per_class_accuracy"] = per_class_accuracy_figure(
+        timed("per-class accuracy", lambda: per_class_accuracy(run, methods))
+    )
+    bar.update()
+    for method, matrices in timed("prediction matrices", lambda: prediction_matrices(run, methods)).items():
+        figures[f"predictions_{method}"] = prediction_matrices_figure(matrices)
         bar.update()
     figures["gradcam"] = gradcam_grid_figure(timed("gradcam", lambda: gradcam_view(run, chosen, methods)))
     bar.update()

@@ -1,0 +1,27 @@
+"""Changes: accuracy per class before and after every method, and the prediction matrices."""
+
+import streamlit as st
+
+from stakes_core.figures.changes import per_class_accuracy_figure, prediction_matrices_figure
+from stakes_core.figures.style import method_label
+
+import cached
+import lab
+
+st.title("Changes")
+directory = lab.run_or_stop()
+run = cached.loaded_run(str(directory))
+
+st.plotly_chart(per_class_accuracy_figure(cached.class_accuracy(str(directory))))
+st.caption("Top-1 accuracy per class on the retained training images, the forget set and the test set. The forget "
+           "set's classes are in bold with a *: forgetting should lower the forget panel only, and leave the "
+           "other classes, and the same classes' retained and test images, where they were.")
+
+st.subheader("Which class the predictions moved to")
+if run.methods:
+    method = st.selectbox("Method", run.methods, format_func=method_label)
+    st.plotly_chart(prediction_matrices_figure(cached.predictions(str(directory))[method]))
+    st.caption("Rows are the true class, columns the predicted class, cells count images. In the difference, a row "
+               "sums to 0: red cells gained images that left the blue ones.")
+else:
+    st.info("This run saved no unlearned models, so only the original model is shown above.")
