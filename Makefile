@@ -27,7 +27,7 @@ test: $(STAMP)
 
 ## The suite without the tests marked slow (digits runs, the dashboard, the browser, the notebooks).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not notebooks"
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal -m "not slow and not notebooks"
 
 ## ruff (pyflakes, imports, line length) and mypy (stakes_core, settings in pyproject.toml).
 lint: $(STAMP)
