@@ -62,27 +62,20 @@ def run_with_progress(config: ExperimentConfig) -> Path:
     st.caption(BARS_CAPTION)
     bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting (cap {caps[m]} epochs)") for m in config.methods}
 
-    last: dict[str, StepRecord] = {}
     finished = st.empty()
     rows: list[dict[str, float | str]] = []
 
     def on_step(method: str, record: StepRecord) -> None:
-        last[method] = record
         fill, text = step_progress(method, record, caps[method])
         bars[method].progress(fill, text=text)
 
     def on_result(method: str, result: MethodResult) -> None:
-        bars[method].progress(1.0, text=f"{method_label(method)}: done, {result.steps} steps in "
-                                        f"{duration(result.seconds)}")
+        bars[method].progress(1.0, text=(
+            f"{method_label(method)}: done after {result.epochs} of at most {caps[method]} epochs ({result.steps} "
+            f"steps), forget accuracy {result.metrics['forget_acc']:.1f} %, {duration(result.seconds)}"))
         rows.append(result_row(result))
         with finished.container():
             st.caption(PARTIAL_CAPTION)
             show_table(rows)
 
-    directory = load_or_run(config, progress=False, on_step=on_step, on_result=on_result)
-    for method, method_bar in bars.items():
-        record = last.get(method)
-        how = (f" after {record.epoch + 1} of at most {caps[method]} epochs ({record.step} steps), forget "
-               f"accuracy {record.forget_acc:.1f} %") if record else ""
-        method_bar.progress(1.0, text=f"{method_label(method)}: done{how}")
-    return directory
+    return load_or_run(config, progress=False, on_step=on_step, on_result=on_result)

@@ -45,11 +45,9 @@ def lap(name, since):
     now = time.perf_counter(); phases[name] = now - since; return now
 import torch
 from stakes_core.run.config import experiment_config
-from stakes_core.run.context import load_dataset, pretrained_model, prepare_context
-from stakes_core.run.experiment import run_method
-from stakes_core.run.parallel import run_methods
-from stakes_core.run.runstore import run_directory, store_result
+from stakes_core.run.context import load_dataset, pretrained_model
 from stakes_core.run.experiment import run_experiment
+from stakes_core.run.runstore import run_directory, store_result
 t = lap("imports", start)
 config = experiment_config("digits", k=16, seed=0, device="cpu")
 load_dataset(config)

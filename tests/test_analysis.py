@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_context, tiny_dataset
+from helpers import SHORT_RUN_METHODS, save_short_digits_run, tiny_context, tiny_dataset
 
 from stakes_core.analysis import (
     AnalysisError,
@@ -24,11 +24,9 @@ from stakes_core.analysis import (
 from stakes_core.analysis.gradcam import gradcam_maps, gradcam_view, target_block
 from stakes_core.analysis.privacy import attack_features, fit_attack, privacy_view
 from stakes_core.analysis.retrieval import rank_gallery, retrieval_metrics, retrieval_view
-from stakes_core.run.config import experiment_config
-from stakes_core.run.experiment import run_experiment
 from stakes_core.run.results import RunResult
 
-METHODS = ["neggrad", "structguard"]
+METHODS = SHORT_RUN_METHODS
 
 
 pytestmark = pytest.mark.slow  # the module fixture runs and saves a digits experiment
@@ -37,13 +35,7 @@ pytestmark = pytest.mark.slow  # the module fixture runs and saves a digits expe
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """A short digits run (k=4, two epochs per method) saved with its models."""
-    config = experiment_config(
-        "digits", k=4, seed=0, methods=METHODS, device="cpu",
-        overrides=["neggrad.max_epochs=2", "structguard.max_epochs=2", "structguard.stop_from_epoch=0"],
-    )
-    directory = tmp_path_factory.mktemp("run") / "digits" / "k4" / "seed0"
-    run_experiment(config, progress=False).save(directory)
-    return directory
+    return save_short_digits_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

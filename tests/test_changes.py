@@ -27,22 +27,15 @@ from stakes_core.figures.report import write_report
 from stakes_core.infra.errors import ConfigError
 from stakes_core.infra.modules import eval_mode
 from stakes_core.metrics.accuracy import accuracy
-from stakes_core.run.config import experiment_config
-from stakes_core.run.experiment import run_experiment
+from tests.helpers import SHORT_RUN_METHODS, save_short_digits_run
 
-METHODS = ["neggrad", "structguard"]
+METHODS = SHORT_RUN_METHODS
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """A short digits run (k=4, two epochs per method) saved with its models and loaded back."""
-    config = experiment_config(
-        "digits", k=4, seed=0, methods=METHODS, device="cpu",
-        overrides=["neggrad.max_epochs=2", "structguard.max_epochs=2", "structguard.stop_from_epoch=0"],
-    )
-    directory = tmp_path_factory.mktemp("run") / "digits" / "k4" / "seed0"
-    run_experiment(config, progress=False).save(directory)
-    return load_run(directory)
+    return load_run(save_short_digits_run(tmp_path_factory.mktemp("run")))
 
 
 class _Fixed(torch.nn.Module):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from stakes_core.analysis.features import embed_images
 from stakes_core.analysis.runs import AnalysisError, Instances, LoadedRun
+from stakes_core.infra.accel import torch_threads
 from stakes_core.infra.cache import TensorCache, config_key, file_sha256
 
 EMBEDDING_ALGORITHMS = ("umap", "aligned-umap", "pca")
@@ -69,8 +70,8 @@ def layout_pair(
 
         pca = PCA(n_components=2, random_state=seed).fit(first)
         return pca.transform(first), pca.transform(second)
-    threads = torch.get_num_threads()
-    try:
+    # numba's OpenMP start-up changes torch's thread count, which slows every later model call
+    with torch_threads():
         import umap  # slow first import: keep it here
 
         options = dict(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
@@ -79,9 +80,6 @@ def layout_pair(
             return reducer.transform(first), reducer.transform(second)
         aligned = umap.AlignedUMAP(**options).fit([first, second], relations=[{i: i for i in range(len(first))}])
         return np.asarray(aligned.embeddings_[0]), np.asarray(aligned.embeddings_[1])
-    finally:
-        # numba's OpenMP start-up changes torch's thread count, which slows every later model call
-        torch.set_num_threads(threads)
 
 
 def warm_up_umap() -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ContextManager, TypeVar
+from typing import ContextManager, Iterator, TypeVar
 
 import torch
 
@@ -62,3 +62,16 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
     elif kind == "mps":
         torch.mps.synchronize()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None = None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` inside the block (kept as it is for
+    ``None``) and put back afterwards, whatever the block did to it."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -27,8 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
+from stakes_core.infra.accel import torch_threads
 from stakes_core.infra.cache import atomic_write_bytes
 from stakes_core.infra.plugins import load_plugins
 from stakes_core.run.config import ExperimentConfig, resolve_device
@@ -84,9 +83,8 @@ def execute_cell(task: CellTask, whole_process: bool = True) -> CellOutcome:
     process that draws the sweep's progress bar."""
     start = time.perf_counter()
     os.environ["STAKES_CACHE_DIR"] = task.cache
-    threads = torch.get_num_threads()
     try:
-        with captured_output(task.log, whole_process):
+        with torch_threads(task.threads), captured_output(task.log, whole_process):
             print(f"=== {task.label}: {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}, "
                   f"pid {os.getpid()}, {task.threads} torch thread(s)", flush=True)
             try:
@@ -98,15 +96,12 @@ def execute_cell(task: CellTask, whole_process: bool = True) -> CellOutcome:
                   f"{time.perf_counter() - start:.1f} s", flush=True)
     except OSError as error:  # the log itself cannot be written
         return CellOutcome(task.label, False, False, time.perf_counter() - start, error_line(error))
-    finally:
-        torch.set_num_threads(threads)  # a cell run in the sweep's own process leaves its threads as they were
     return CellOutcome(task.label, True, ran, time.perf_counter() - start)
 
 
 def run_task(task: CellTask) -> tuple[Path, bool]:
     """The cell's run, made (or found stored) in the task's store."""
     load_plugins(task.plugins, source="the sweep")
-    torch.set_num_threads(task.threads)
     config = ExperimentConfig(**task.config)
     resolve_device(config.device)  # a GPU cell on a machine without one fails here, in one line
     return load_or_run_exclusive(config, task.store, progress=False)

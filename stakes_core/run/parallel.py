@@ -24,15 +24,15 @@ others the same way; its exception is raised with a note naming the method.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import queue
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from stakes_core.infra.accel import torch_threads
 from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import StepRecord, UnlearnContext, create_method
 from stakes_core.run.results import MethodResult
@@ -82,7 +82,7 @@ def run_methods(
             if on_result is not None:
                 on_result(name, results[name])
         return results
-    with _intra_op_threads(max(1, torch.get_num_threads() // count)):
+    with torch_threads(max(1, torch.get_num_threads() // count)):
         return _ParallelRun(context, methods, run_one, count).run(on_step, on_result)
 
 
@@ -182,14 +182,3 @@ class _ParallelRun:
         for thread in self.threads.values():
             thread.join()
         self.threads.clear()
-
-
-@contextlib.contextmanager
-def _intra_op_threads(count: int) -> Iterator[None]:
-    """Set torch's intra-op threads to ``count`` for the block, then restore them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
