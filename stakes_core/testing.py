@@ -11,9 +11,10 @@ corners plus noise, learnable in a few steps, and the model a width-2 narrow Res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,7 +27,10 @@ from stakes_core.models import create_model
 if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
 
-__all__ = ["scratch_registries", "tiny_context", "tiny_dataset", "tiny_model", "write_tiny_preset"]
+__all__ = [
+    "ForgetOnlyImages", "RetainedImageRead", "forget_only_context", "scratch_registries", "tiny_context",
+    "tiny_dataset", "tiny_model", "write_tiny_preset",
+]
 
 
 def tiny_dataset(num_classes: int = 4, per_class: int = 24, size: int = 8, seed: int = 0) -> ImageDataset:
@@ -94,3 +98,41 @@ def write_tiny_preset(folder: Path, dataset: str = "tiny") -> Path:
         "methods": {},
     }))
     return preset
+
+
+class RetainedImageRead(AssertionError):
+    """A method read a retained training image through :class:`ForgetOnlyImages`."""
+
+
+class ForgetOnlyImages:
+    """Training images that hand out the forget set's and raise :class:`RetainedImageRead` for any
+    other index or any other use: a retain-free method must never read D_r."""
+
+    def __init__(self, images: torch.Tensor, forget_idx: torch.Tensor) -> None:
+        self._images = images
+        self._forget = set(forget_idx.tolist())
+        self.shape, self.dtype = images.shape, images.dtype
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        wanted = torch.arange(len(self._images))[index].flatten().tolist()
+        retained = [i for i in wanted if i not in self._forget]
+        if retained:
+            raise RetainedImageRead(f"retained training image(s) {retained[:5]} were read")
+        return self._images[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe for these
+            raise AttributeError(name)
+        raise RetainedImageRead(f"the training images were used whole (.{name}), retained ones included")
+
+
+def forget_only_context(context: UnlearnContext) -> UnlearnContext:
+    """``context`` whose dataset's training images are :class:`ForgetOnlyImages`: running a
+    method on it proves the method reads no retained image (the probe set, measured by the loop,
+    was built beforehand)."""
+    guarded = ForgetOnlyImages(context.dataset.train_images, context.forget_idx)
+    dataset = dataclasses.replace(context.dataset, train_images=guarded)  # type: ignore[arg-type]
+    return dataclasses.replace(context, dataset=dataset)

@@ -27,6 +27,7 @@ class CachePart:
 CACHE_PARTS = (
     CachePart("runs", "stored runs (the run store of the dashboard and the notebooks)"),
     CachePart("checkpoints", "pretrained backbones"),
+    CachePart("retrained", "models retrained without a forget set (the retrain reference and U-LiRA's shadows)"),
     CachePart("datasets", "datasets converted to tensors (scikit-learn's digits)"),
     CachePart("anchors", "encoded anchors"),
     CachePart("descriptions", "edited descriptions (the dashboard's Stakes page)"),

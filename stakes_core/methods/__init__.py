@@ -35,6 +35,7 @@ from stakes_core.methods.neggrad import NegGrad
 from stakes_core.methods.oracle import Oracle
 from stakes_core.methods.projector import ProjectedClassifier, Projector
 from stakes_core.methods.proxy import build_proxy_set
+from stakes_core.methods.retrain import Retrain
 from stakes_core.methods.structguard import StructGuard, StructGuardConfig
 from stakes_core.methods.timing import Timer
 from stakes_core.methods.training import (
@@ -60,7 +61,7 @@ def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
     return cls
 
 
-for _cls in (NegGrad, Adv, L2UL, StructGuard, Oracle):
+for _cls in (NegGrad, Adv, L2UL, StructGuard, Oracle, Retrain):
     register_method(_cls)
 
 
@@ -82,7 +83,8 @@ def hyperparameters(method_name: str) -> list[Hyperparameter]:
 
 __all__ = [
     "Adv", "Hyperparameter", "L2UL", "L2ULConfig", "LOOP_VERSION", "METHODS", "MethodConfig", "MethodOutcome",
-    "NegGrad", "Oracle", "PAPER_METHODS", "ProjectedClassifier", "Projector", "ProxyConfig", "SGDMethodConfig",
+    "NegGrad", "Oracle", "PAPER_METHODS",
+    "Retrain", "ProjectedClassifier", "Projector", "ProxyConfig", "SGDMethodConfig",
     "StepCallback", "StepRecord", "StructGuard", "StructGuardConfig", "Timer", "UnlearnContext", "UnlearningMethod",
     "build_proxy_set", "create_method", "distance_penalty", "eval_mode", "forget_and_proxy_loss", "forget_batches",
     "hyperparameter", "hyperparameters", "list_methods", "new_default", "paired_with_forget", "register_method",

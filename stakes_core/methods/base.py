@@ -1,10 +1,13 @@
 """The shared unlearning loop: every method is a small subclass of :class:`UnlearningMethod`.
 
 The base class owns what all methods share: seeding, the epoch/step loop, the stopping rule
-(stop once forget accuracy is 0, checked after every step or every epoch), per-step records
+(stop once forget accuracy is at most the run's target: 0 as in the paper, or the retrained model's
+forget accuracy; checked after every step or every epoch), per-step records
 of forget accuracy and structural collapse, step callbacks and a timing breakdown. A subclass
 says how to prepare (``setup``), what one epoch's batches are (``epoch_batches``) and what one
-step's loss is (``loss``); a few override ``deployed``, ``structure_views`` or ``train_mode``.
+step's loss is (``loss``); a few override ``deployed``, ``structure_views``, ``train_mode`` or
+``update`` (one step without a gradient), and every method declares the data it reads
+(``data_access``, :mod:`stakes_core.methods.access`).
 
 Every step runs in train mode, as in the paper, so the batch-norm running statistics of the
 backbone move with every forward pass on the small forget and proxy batches, even where no
@@ -96,6 +99,10 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
     version: ClassVar[int] = 1
     """Bump it in a method's class when a change alters that method's results; stored runs of
     the old version are then recomputed."""
+    data_access: ClassVar[str] = "forget"
+    """What the method reads (:mod:`stakes_core.methods.access`): ``"forget"`` (D_f only, the
+    paper's protocol), ``"retain"`` (D_f and the retained images D_r, which it gets from
+    :meth:`UnlearnContext.retained`) or ``"retrain"`` (a new model trained on D_r)."""
     uses_global_rng: ClassVar[bool] = True
     """Whether the method draws from torch's process-wide random generator (seeded with the
     run's seed before ``setup``). Set it to ``False`` when every random draw uses an explicit
@@ -122,6 +129,17 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
     @abstractmethod
     def loss(self, ctx: UnlearnContext, batch: Any, epoch: int, index: int, step: int) -> LossAndTerms:
         """The loss of one step and its named terms (for the records)."""
+
+    def update(self, ctx: UnlearnContext, batch: Any, epoch: int, index: int, step: int) -> LossAndTerms:
+        """One update of ``self.model`` from ``batch``: by default a gradient step on
+        :meth:`loss`; a method that does not train by gradient (SSD's one-shot dampening)
+        overrides this and returns its step's loss and terms for the records."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with ctx.accel.autocast(ctx.device):
+            total, terms = self.loss(ctx, batch, epoch, index, step)
+        total.backward()
+        self.optimizer.step()
+        return total, terms
 
     def needs(self) -> tuple[str, ...]:
         """Methods whose unlearned model this one reads from ``ctx.unlearned`` in ``setup``; in
@@ -157,7 +175,8 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, ctx: UnlearnContext, on_step: StepCallback | None = None) -> MethodOutcome:
-        """Unlearn ``ctx.forget_idx`` until forget accuracy is 0 or ``max_epochs`` is spent."""
+        """Unlearn ``ctx.forget_idx`` until forget accuracy is at most ``ctx.stop_target`` (0, the
+        paper's target, unless the run stops at the retrained model's) or ``max_epochs`` is spent."""
         if self.uses_global_rng:
             torch.manual_seed(ctx.seed)
         with self.timer.phase("setup"):
@@ -166,29 +185,26 @@ class UnlearningMethod(ABC, Generic[ConfigT]):
         records = [self._record(ctx, 0, 0, math.nan, {}, 0.0)]
         start = time.perf_counter()
         reached_zero, step, epoch = False, 0, 0
+        target = ctx.stop_target
         bar = tqdm(total=self.config.max_epochs, desc=self.name, disable=not ctx.progress, leave=False)
         for epoch in range(self.config.max_epochs):
             forget_acc = records[-1].forget_acc
             for index, batch in enumerate(self.epoch_batches(ctx, epoch)):
                 with self.timer.phase("steps"):
                     self.step_mode()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    with ctx.accel.autocast(ctx.device):
-                        total, terms = self.loss(ctx, batch, epoch, index, step)
-                    total.backward()
-                    self.optimizer.step()
+                    total, terms = self.update(ctx, batch, epoch, index, step)
                 step += 1
                 record = self._record(ctx, step, epoch, total.detach(), terms, time.perf_counter() - start)
                 records.append(record)
                 forget_acc = record.forget_acc
                 if on_step is not None:
                     on_step(self.name, record)
-                if self.stop_every == "step" and epoch >= self.config.stop_from_epoch and forget_acc == 0:
+                if self.stop_every == "step" and epoch >= self.config.stop_from_epoch and forget_acc <= target:
                     reached_zero = True
                     break
             bar.update(1)
             bar.set_postfix(step=step, forget_acc=f"{forget_acc:.1f}")
-            epoch_rule = self.stop_every == "epoch" and epoch >= self.config.stop_from_epoch and forget_acc == 0
+            epoch_rule = self.stop_every == "epoch" and epoch >= self.config.stop_from_epoch and forget_acc <= target
             if reached_zero or epoch_rule:
                 reached_zero = True
                 break

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from stakes_core.data import ImageDataset, to_float
+from stakes_core.data import ImageDataset, retain_indices, to_float
 from stakes_core.infra.accel import DEFAULT, Acceleration
+from stakes_core.methods.access import RetainAccessError
 from stakes_core.methods.attacks import PGDConfig
 from stakes_core.methods.proxy import build_proxy_set
 
 if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
+    from stakes_core.models.retrain import RetrainReference
 from stakes_core.methods.timing import Timer
 from stakes_core.metrics.structure import StructureProbe
 
@@ -25,10 +27,12 @@ _LOCKS_GUARD = threading.Lock()
 
 @dataclass
 class UnlearnContext:
-    """What every method of one run starts from. The full ``dataset`` is here for evaluation
-    and for the oracle; the instance-wise methods use only the forget set (and the count
-    ``num_retained``), never the retained images. ``accel`` holds the opt-in bf16 autocast and
-    channels_last settings (off by default)."""
+    """What every method of one run starts from. The full ``dataset`` is here for evaluation;
+    the instance-wise methods use only the forget set (and the count ``num_retained``), and a
+    reference that reads the retained images asks :meth:`retained` for them. ``accel`` holds the
+    opt-in bf16 autocast and channels_last settings (off by default). ``stop_target`` is the
+    forget accuracy (%) at or below which the methods stop: 0 (the paper) or the retrained
+    model's forget accuracy (``stop_at="retrain"``)."""
 
     original: BackboneModule
     dataset: ImageDataset
@@ -46,6 +50,9 @@ class UnlearnContext:
     """One lock per proxy-set key: methods running in threads build a shared set once."""
     unlearned: dict[str, torch.nn.Module] = field(default_factory=dict)
     accel: Acceleration = DEFAULT
+    stop_target: float = 0.0
+    retrain: RetrainReference | None = None
+    """The run's retrain reference (a model trained without the forget set), built on first use."""
 
     @cached_property
     def forget_images(self) -> torch.Tensor:
@@ -58,6 +65,16 @@ class UnlearnContext:
     @property
     def num_retained(self) -> int:
         return self.dataset.num_train - self.forget_idx.numel()
+
+    def retained(self, method: Any) -> torch.Tensor:
+        """The training indices of D_r, for a method that declares it reads them
+        (``data_access`` ``"retain"`` or ``"retrain"``); a retain-free method is refused."""
+        if getattr(method, "data_access", "forget") == "forget":
+            raise RetainAccessError(
+                f"method '{getattr(method, 'name', method)}' is declared retain-free (data_access='forget') but asked "
+                "for the retained images: declare data_access='retain' if it needs them"
+            )
+        return retain_indices(self.dataset.num_train, self.forget_idx)
 
     def proxy_set(
         self,

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from stakes_core.data import retain_indices, to_float
+from stakes_core.data import to_float
 from stakes_core.methods.base import UnlearningMethod
 from stakes_core.methods.config import SGDMethodConfig
 from stakes_core.methods.context import UnlearnContext
@@ -27,11 +27,12 @@ class Oracle(UnlearningMethod[SGDMethodConfig]):
     name = "oracle"
     config_class = SGDMethodConfig
     uses_global_rng = False
+    data_access = "retain"
 
     def setup(self, ctx: UnlearnContext) -> None:
         self.model = trainable_copy(ctx.original)
         self.optimizer = sgd_for(self.model.parameters(), self.config)
-        self.retain = retain_indices(ctx.dataset.num_train, ctx.forget_idx)
+        self.retain = ctx.retained(self)
         self.generator = torch.Generator().manual_seed(ctx.seed)
 
     def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterator[RetainBatch]:

@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, TypeVar
 
 import torch
 
+from stakes_core.data import to_float
 from stakes_core.methods.config import SGDMethodConfig
 from stakes_core.methods.context import UnlearnContext
 from stakes_core.methods.sgd import SGD
@@ -80,3 +81,13 @@ def distance_penalty(
         total = total + (importance[name] * (parameter - reference[name]) ** 2).sum()
     return total / 2
 
+
+
+def retain_batches(ctx: UnlearnContext, method: object, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+    """One shuffled pass over the retained training images D_r, in batches on the device, for a
+    method that declares it reads them (``data_access="retain"``; a retain-free one is refused)."""
+    retained = ctx.retained(method)
+    order = retained[torch.randperm(retained.numel(), generator=generator)]
+    for start in range(0, order.numel(), batch_size):
+        idx = order[start : start + batch_size]
+        yield to_float(ctx.dataset.train_images[idx]).to(ctx.device), ctx.dataset.train_labels[idx].to(ctx.device)

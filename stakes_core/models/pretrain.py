@@ -151,25 +151,25 @@ def load_or_pretrain(
     full_config = checkpoint_config(config, dataset_config)
     shipped = None if from_scratch else find_shipped(full_config)
     if shipped is not None:
-        return Pretrained(_with_weights(config, dataset, load_shipped(shipped)), config, shipped.test_acc,
+        return Pretrained(model_with_weights(config, dataset, load_shipped(shipped)), config, shipped.test_acc,
                           shipped.seconds, source="shipped")
     if not use_cache:
-        return _trained(config, dataset, device, progress, on_epoch)
+        return train_and_measure(config, dataset, device, progress, on_epoch)
     cache = TensorCache("checkpoints")
     key = config_key(full_config)
     with cache.lock(key):  # workers that need this checkpoint at once: one trains it, the others wait and load it
         payload = cache.load_or_none(key)  # a damaged entry is warned of, removed, retrained
         if payload is not None:
-            model = _with_weights(config, dataset, payload["state_dict"])
+            model = model_with_weights(config, dataset, payload["state_dict"])
             return Pretrained(model, config, payload["test_acc"], payload["seconds"], source="cache")
-        pretrained = _trained(config, dataset, device, progress, on_epoch)
+        pretrained = train_and_measure(config, dataset, device, progress, on_epoch)
         state = {"state_dict": pretrained.model.state_dict(), "test_acc": pretrained.test_acc,
                  "seconds": pretrained.seconds}
         cache.save(key, state, full_config)
         return pretrained
 
 
-def _trained(
+def train_and_measure(
     config: PretrainConfig,
     dataset: ImageDataset,
     device: str,
@@ -183,7 +183,7 @@ def _trained(
     return Pretrained(model, config, test_acc, seconds, source="trained")
 
 
-def _with_weights(config: PretrainConfig, dataset: ImageDataset, state: dict[str, torch.Tensor]) -> BackboneModule:
+def model_with_weights(config: PretrainConfig, dataset: ImageDataset, state: dict[str, torch.Tensor]) -> BackboneModule:
     """A backbone for ``dataset`` holding ``state``, in eval mode."""
     model = build_model(config, dataset)
     model.load_state_dict(state)

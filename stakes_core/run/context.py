@@ -20,6 +20,7 @@ from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import UnlearnContext
 from stakes_core.metrics.structure import StructureProbe, projection_for
 from stakes_core.models.pretrain import PretrainConfig, Pretrained, load_or_pretrain
+from stakes_core.models.retrain import RetrainReference
 from stakes_core.run.config import ExperimentConfig
 
 if TYPE_CHECKING:
@@ -87,9 +88,13 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
     if projection is not None:
         projection = projection.to(device)
     probe = StructureProbe(dataset.train_images[probe_idx], anchors, original, projection, device)
+    reference = RetrainReference(
+        PretrainConfig(**config.pretrain), dataset, dataset_with_fingerprint(config)[1], forget_idx, device,
+        pretrained.seconds,
+    )
     context = UnlearnContext(
         original, dataset, forget_idx, anchors, probe, projection, config.seed, device, progress, config.record_every,
-        probe_idx, accel=Acceleration(config.precision, config.channels_last),
+        probe_idx, accel=Acceleration(config.precision, config.channels_last), retrain=reference,
     )
     return context, pretrained
 

@@ -50,6 +50,10 @@ class MethodResult:
     timings: dict[str, float]
     reached_zero: bool
     curve: list[StepRecord] = field(default_factory=list)
+    stop_target: float = 0.0
+    """The forget accuracy (%) the run stopped at: 0, or the retrained model's (``stop_at="retrain"``)."""
+    data_access: str = "forget"
+    """What the method read (:mod:`stakes_core.methods.access`): forget, retain or retrain."""
 
     @property
     def seconds(self) -> float:
@@ -73,10 +77,10 @@ class MethodResult:
 
     @property
     def reached_target(self) -> bool:
-        """Whether unlearning reached its target, forget accuracy 0: the stopping rule fired
-        (``reached_zero``, the field stored on disk) or the model left at the cap forgets every
-        instance. False means the method stopped at its epoch cap with forget accuracy above 0."""
-        return self.reached_zero or self.metrics["forget_acc"] == 0.0
+        """Whether unlearning reached its target, forget accuracy at most ``stop_target`` (0 in the
+        paper): the stopping rule fired (``reached_zero``, the field stored on disk) or the model
+        left at the cap is there. False means the method stopped at its epoch cap above it."""
+        return self.reached_zero or self.metrics["forget_acc"] <= self.stop_target
 
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "curve"}
@@ -100,6 +104,8 @@ class RunResult:
     methods: dict[str, MethodResult]
     environment: dict[str, Any] = field(default_factory=dict)
     models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
+    stop: dict[str, Any] = field(default_factory=lambda: {"at": "zero", "target": 0.0})
+    """The stopping target: ``at`` (zero or retrain) and ``target``, the forget accuracy (%) it stood for."""
 
     @property
     def k(self) -> int:
@@ -134,6 +140,7 @@ class RunResult:
             "forget_indices": self.forget_indices,
             "probe_indices": self.probe_indices,
             "environment": self.environment,
+            "stop": self.stop,
             "methods": {name: result.summary() for name, result in self.methods.items()},
         }
         atomic_write_bytes(directory / "steps.csv", self._steps_csv().encode())
@@ -169,10 +176,12 @@ class RunResult:
         methods = {}
         for name, data in summary["methods"].items():
             fields_ = {k: data[k] for k in METHOD_KEYS}
-            methods[name] = MethodResult(**fields_, curve=curves.get(name, []))
+            optional = {k: data[k] for k in OPTIONAL_METHOD_KEYS if k in data}
+            methods[name] = MethodResult(**fields_, **optional, curve=curves.get(name, []))
         return cls(
             summary["config"], summary["dataset"], summary["original"], summary["pretrained"],
             summary["forget_indices"], summary["probe_indices"], methods, summary.get("environment", {}),
+            stop=summary.get("stop", {"at": "zero", "target": 0.0}),
         )
 
     @staticmethod
@@ -191,6 +200,8 @@ SUMMARY_KEYS = ("config", "dataset", "original", "pretrained", "forget_indices",
 """What every ``summary.json`` holds besides its ``format``."""
 METHOD_KEYS = ("method", "config", "metrics", "steps", "epochs", "timings", "reached_zero")
 """What every method's entry of ``summary.json`` holds."""
+OPTIONAL_METHOD_KEYS = ("stop_target", "data_access")
+"""What a method's entry holds since the field's baselines (runs stored before lack them)."""
 
 
 def read_summary(directory: Path) -> dict[str, Any]:

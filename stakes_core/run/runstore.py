@@ -73,8 +73,12 @@ def store_root(root: str | Path | None = None) -> Path:
 
 def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict with every method's hyperparameters spelled out in full, so settings that
-    name a default explicitly and settings that leave it out are the same run."""
+    name a default explicitly and settings that leave it out are the same run. The paper's
+    stopping target (``stop_at="zero"``) is left out, so runs stored before the option existed
+    keep their keys."""
     data = json.loads(json.dumps(config))
+    if data.get("stop_at", "zero") == "zero":
+        data.pop("stop_at", None)
     data["method_configs"] = {
         name: asdict(create_method(name, **data.get("method_configs", {}).get(name, {})).config)
         for name in data["methods"]
