@@ -26,8 +26,10 @@ from stakes_core.infra.accel import PRECISIONS
 from stakes_core.infra.cache import check_writable_folder
 from stakes_core.infra.errors import ConfigError, StakesError
 from stakes_core.infra.plugins import PLUGINS_ENV, load_plugins, loaded_plugins
-from stakes_core.methods import PAPER_METHODS, list_methods
+from stakes_core.methods import METHODS, PAPER_METHODS, list_methods
+from stakes_core.methods.access import access_label
 from stakes_core.models import list_models
+from stakes_core.run.config import METHOD_GROUPS, STOP_TARGETS
 from stakes_core.run.presets import list_presets
 from stakes_core.run.results import RunResult, RunResultError
 
@@ -68,6 +70,11 @@ def dataset_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def say(line: str) -> None:
+    """A notice for the user (what a retrain will cost) on stderr, before the work starts."""
+    print(f"stakes: {line}", file=sys.stderr, flush=True)
+
+
 def command_pretrain(args: argparse.Namespace) -> None:
     from stakes_core.run.config import experiment_config
     from stakes_core.run.context import prepare_context
@@ -87,7 +94,7 @@ def command_run(args: argparse.Namespace) -> None:
     from stakes_core.run.experiment import run_experiment
     from stakes_core.run.runstore import store_result
 
-    methods = list(PAPER_METHODS) if args.methods == ["all"] else args.methods
+    methods = args.methods
     for seed in args.seeds:  # every seed and the output folder are checked before the first run
         check_seed(seed)
     check_writable_folder(Path(args.out))
@@ -98,9 +105,9 @@ def command_run(args: argparse.Namespace) -> None:
                 args.preset, k=k, seed=seed, methods=methods, overrides=args.set, encoder=args.encoder,
                 descriptions=args.descriptions, dataset_options=dataset_options(args), device=args.device,
                 precision=args.precision, channels_last=args.channels_last, anchor_source=args.anchors,
-                from_scratch=args.from_scratch,
+                from_scratch=args.from_scratch, stop_at=args.stop_at, retain_free_only=args.retain_free,
             )
-            result = run_experiment(config, progress=not args.quiet, workers=args.workers)
+            result = run_experiment(config, progress=not args.quiet, workers=args.workers, on_notice=say)
             directory = Path(args.out) / config.dataset["name"] / f"k{config.k}" / f"seed{seed}"
             store_result(result, directory, save_models=not args.no_models)  # all of the run or nothing
             runs.append(result)
@@ -136,8 +143,8 @@ def print_tables(runs: list[RunResult], args: argparse.Namespace) -> None:
         to_markdown,
     )
 
-    metrics = tuple(args.metrics)
-    rows = summarize(runs, metrics)
+    rows = summarize(runs, args.metrics)
+    metrics = tuple(rows[0]["cells"])
     mixed = environment_warning(runs)
     if mixed:
         print(f"stakes: warning: {mixed}", file=sys.stderr)
@@ -311,7 +318,8 @@ def command_list(args: argparse.Namespace) -> None:
 
     for title, names in (
         ("presets", list_presets()), ("datasets", list_datasets()), ("models", list_models()),
-        ("methods", list_methods()), ("encoders", list_encoders()), ("figures", list_figures()),
+        ("methods", [f"{name} ({access_label(METHODS.get(name).data_access)})" for name in list_methods()]),
+        ("encoders", list_encoders()), ("figures", list_figures()),
         ("pages", [page.title for page in list_pages()]), ("plugins", loaded_plugins()),
     ):
         print(f"{title}: {', '.join(names) or '-'}")
@@ -381,7 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="unlearn k instances with several methods and save the results")
     add_experiment_arguments(run)
     run.add_argument("--methods", nargs="+", default=list(PAPER_METHODS),
-        help="method names, or 'all' for the paper's four")
+        help="method names (stakes methods lists them) or groups: " + "; ".join(
+            f"{group}: {what}" for group, what in METHOD_GROUPS.items()))
+    run.add_argument("--stop-at", choices=list(STOP_TARGETS), default="zero",
+        help="; ".join(f"{target}: {what}" for target, what in STOP_TARGETS.items()))
+    run.add_argument("--retain-free", action="store_true",
+        help="refuse methods that read the retained images or retrain (the paper's protocol)")
     run.add_argument("--k", type=int, nargs="+", help="forget-set sizes (default: the preset's largest)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0])
     run.add_argument("--encoder", help="anchor encoder: minilm, clip:ARCH/PRETRAINED, random:DIM")
@@ -422,8 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--sweep", metavar="SPEC", help="the stored cells of a sweep's spec file, one table per setting")
     table.add_argument("--store", help="with --sweep: the run store (default: the spec's, else the cache's)")
     table.add_argument("--format", choices=("md", "csv"), default="md")
-    table.add_argument("--metrics", nargs="+", default=["retain_acc", "forget_acc", "test_acc", "mean_collapse",
-        "steps", "seconds"])
+    table.add_argument("--metrics", nargs="+",
+        help="columns (default: retain_acc forget_acc test_acc mean_collapse steps seconds, plus gap_retain "
+             "gap_forget gap_test avg_gap when every run holds the retrain reference)")
     table.add_argument("--paired", nargs=2, metavar=("A", "B"), help="also print per-seed A − B differences")
     table.add_argument("--correlation", action="store_true",
         help="rank correlation of mean and final collapse with test_acc")

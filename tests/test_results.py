@@ -136,11 +136,11 @@ def test_table_cells_are_mean_and_sample_sd_over_seeds() -> None:
         "| 4 | 12.0 ± 2.0 | [+7.0, +17.0] | 3 | +10.0, +12.0, +14.0 |"
     )
     markdown = to_markdown(rows, ("test_acc", "steps")).splitlines()
-    assert markdown[0] == "| k | method | n | test_acc | steps | reached_target |"
-    assert "| 4 | original | 3 | 98.0 ± 0.0 | 0 ± 0 | – |" in markdown
-    assert "| 4 | structguard | 3 | 63.0 ± 3.0 | 10 ± 0 | 3/3 |" in markdown
+    assert markdown[0] == "| k | method | data | n | test_acc | steps | reached_target |"
+    assert "| 4 | original | – | 3 | 98.0 ± 0.0 | 0 ± 0 | – |" in markdown
+    assert "| 4 | structguard | D_f only | 3 | 63.0 ± 3.0 | 10 ± 0 | 3/3 |" in markdown
     csv_lines = to_csv(rows, ("test_acc",)).splitlines()
-    assert csv_lines[0] == "k,method,n,test_acc_mean,test_acc_sd,reached_target"
+    assert csv_lines[0] == "stop_at,k,method,data,n,test_acc_mean,test_acc_sd,reached_target"
     assert csv_lines[1].endswith(",") and csv_lines[3].endswith(",3")
 
 
@@ -148,10 +148,12 @@ def test_run_rows_give_plain_values_original_first() -> None:
     run = fake_run(4, 0, {"l2ul": 50.0, "structguard": 61.0})
     rows = run_rows(run, ("test_acc", "steps"))
     assert [row["method"] for row in rows] == ["original", "l2ul", "structguard"]
-    assert rows[2] == {"method": "structguard", "test_acc": 61.0, "steps": 10, "reached_target": "yes"}
+    assert rows[2] == {"method": "structguard", "data": "D_f only", "test_acc": 61.0, "steps": 10,
+                       "reached_target": "yes"}
     assert rows[0]["steps"] == 0
     assert rows_to_csv(rows).splitlines() == [
-        "method,test_acc,steps,reached_target", "original,98.0,0.0,–", "l2ul,50.0,10.0,yes", "structguard,61.0,10.0,yes"
+        "method,data,test_acc,steps,reached_target", "original,–,98.0,0.0,–", "l2ul,D_f only,50.0,10.0,yes",
+        "structguard,D_f only,61.0,10.0,yes",
     ]
 
 
@@ -170,7 +172,8 @@ def test_a_method_that_stopped_at_its_cap_is_marked_in_every_table() -> None:
     assert target_warnings(runs[1]) == [warning]
     assert target_warnings(runs[0]) == []
     markdown = to_markdown(summarize(runs, ("forget_acc",)), ("forget_acc",))
-    assert "| 4 | adv | 3 | 8.3 ± 14.4 | 2/3 |" in markdown and "| 4 | l2ul | 3 | 0.0 ± 0.0 | 3/3 |" in markdown
+    assert "| 4 | adv | D_f only | 3 | 8.3 ± 14.4 | 2/3 |" in markdown
+    assert "| 4 | l2ul | D_f only | 3 | 0.0 ± 0.0 | 3/3 |" in markdown
     # forget accuracy 0 at the cap is the target reached, whatever stopped the loop
     runs[2].methods["l2ul"].reached_zero = False
     assert runs[2].methods["l2ul"].reached_target and target_warnings(runs[2]) == []

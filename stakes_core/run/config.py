@@ -62,6 +62,28 @@ def check_stop_at(stop_at: str) -> str:
     return stop_at
 
 
+METHOD_GROUPS: dict[str, str] = {
+    "paper": "the paper's four methods (neggrad, adv, l2ul, structguard)",
+    "all": "every registered method, the retrain reference and the oracle included",
+    "retain-free": "every registered method that reads only the forget set (the paper's protocol)",
+}
+
+
+def expand_methods(names: list[str]) -> list[str]:
+    """Method names with the groups of :data:`METHOD_GROUPS` spelled out (in registry order)."""
+    expanded: list[str] = []
+    for name in names:
+        if name == "paper":
+            expanded += PAPER_METHODS
+        elif name == "all":
+            expanded += METHODS.names()
+        elif name == "retain-free":
+            expanded += [m for m in METHODS.names() if METHODS.get(m).data_access == "forget"]
+        else:
+            expanded.append(name)
+    return list(dict.fromkeys(expanded))
+
+
 def check_retain_free(names: list[str]) -> None:
     """Refuse, in one line, the methods of ``names`` that read more than the forget set (the
     "retain-free only" filter: the paper's protocol)."""
@@ -166,7 +188,7 @@ def experiment_config(
     check_anchor_source(anchor_source)
     seed = check_seed(seed)
     spec = load_preset(preset)
-    names = order_methods(methods or list(PAPER_METHODS))
+    names = order_methods(expand_methods(methods or list(PAPER_METHODS)))
     if retain_free_only:
         check_retain_free(names)
     configs = {name: dict(spec["methods"].get(name, {})) for name in names}
