@@ -19,7 +19,8 @@ from stakes_core.anchors.encoders import list_encoder_examples
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
 from stakes_core.figures.style import method_label
-from stakes_core.methods import PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
+from stakes_core.methods import METHODS, PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
+from stakes_core.methods.access import RetainAccessError
 from stakes_core.run.config import ExperimentConfig, method_hyperparameters
 from stakes_core.run.context import load_dataset
 from stakes_core.run.presets import list_presets
@@ -106,12 +107,24 @@ def init_settings() -> None:
         state["cfg_seed"] = 0
         state["cfg_anchor_source"] = "text"
         state["cfg_from_scratch"] = False
+        state["cfg_stop_at"] = "zero"
+        state["cfg_retain_free"] = False
         reset_settings()
     for method in method_choices():  # the paper's four are chosen at first; later-registered ones start unchosen
         state.setdefault(f"cfg_method.{method}", method in PAPER_METHODS)
     reset_hyperparameters(only_missing=True)
     for key in [key for key in state if isinstance(key, str) and key.startswith(KEPT_PREFIXES)]:
         state[key] = state[key]
+
+
+def method_groups() -> dict[str, list[str]]:
+    """The methods to choose from, grouped by the data they read (the paper's protocol first)."""
+    titles = {"forget": "Retain-free (the paper's protocol: D_f only)", "retain": "References that read D_r",
+              "retrain": "The gold reference"}
+    groups: dict[str, list[str]] = {title: [] for title in titles.values()}
+    for method in method_choices():
+        groups[titles[METHODS.get(method).data_access]].append(method)
+    return {title: methods for title, methods in groups.items() if methods}
 
 
 def chosen_methods() -> list[str]:
@@ -156,9 +169,10 @@ def current_config(methods: list[str] | None = None, descriptions: str | None = 
             encoder=state["cfg_encoder"], descriptions=descriptions or state["cfg_descriptions"],
             anchor_source=state.get("cfg_anchor_source", "text"),
             from_scratch=bool(state.get("cfg_from_scratch", False)),
+            stop_at=state.get("cfg_stop_at", "zero"), retain_free_only=bool(state.get("cfg_retain_free", False)),
         )
         num_train = load_dataset(config).num_train
-    except (DatasetNotFoundError, DatasetFormatError) as error:
+    except (DatasetNotFoundError, DatasetFormatError, RetainAccessError) as error:
         raise SettingsError(str(error)) from None
     except (TypeError, ValueError) as error:
         raise SettingsError(f"These settings are not valid: {error}") from None

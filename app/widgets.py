@@ -36,11 +36,15 @@ def show_table(rows: list[dict[str, object]], keys: list[str] | None = None) -> 
     st.dataframe(shown, hide_index=True, column_config=config, height=HEADER_PIXELS + ROW_PIXELS * len(shown))
 
 
-def show_summary_table(rows: list[dict], metrics: tuple[str, ...]) -> None:
+def show_summary_table(rows: list[dict], metrics: tuple[str, ...] | None = None) -> None:
     """The rows of ``summarize`` (mean ± sd over seeds) with display names, one rounding, a help
-    tooltip per column and every row visible."""
+    tooltip per column and every row visible; ``metrics`` defaults to those the rows hold."""
+    if not rows:
+        st.info("No rows to show.", icon=":material/info:")
+        return
+    metrics = metrics or tuple(rows[0]["cells"])
     shown = summary_display_rows(rows, metrics)
-    keys = ["k", "method", "n", *metrics, "reached_target"]
+    keys = ["stop_at", "k", "method", "data", "n", *metrics, "reached_target"]
     config = {column(key).name: st.column_config.TextColumn(column(key).name, help=column(key).help or None)
               for key in keys}
     st.dataframe(shown, hide_index=True, column_config=config, height=HEADER_PIXELS + ROW_PIXELS * len(shown))

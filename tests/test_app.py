@@ -70,7 +70,10 @@ def test_setup_opens_on_the_digits_default() -> None:
     assert at.title[0].value == "Setup"
     assert at.selectbox(key="cfg_preset").value == "digits"
     assert at.number_input(key="cfg_k").value == 16
-    assert [c.value for c in at.checkbox] == [True, True, True, True, False]  # the paper's four, not the oracle
+    chosen = {c.key.removeprefix("cfg_method."): c.value for c in at.checkbox}
+    assert {m for m, on in chosen.items() if on} == {"neggrad", "adv", "l2ul", "structguard"}  # the paper's four
+    assert {"oracle", "retrain"} <= set(chosen)  # shown, unchosen
+    assert at.radio(key="cfg_stop_at").value == "zero" and at.toggle(key="cfg_retain_free").value is False
     assert any("16 images to forget" in h.value for h in at.subheader)
     assert at.get("image"), "the forget images are shown"
     assert at.toggle(key="cfg_from_scratch").value is False  # the shipped checkpoint unless asked
@@ -220,12 +223,12 @@ def test_analysis_pages_point_to_the_run_page_before_a_run() -> None:
 
 def test_run_page_shows_the_results_table(after_run: AppTest) -> None:
     table = after_run.dataframe[0].value
-    assert list(table.columns) == ["method", "A_r (%)", "A_f (%)", "A_test (%)", "mean collapse", "final collapse",
-                                   "steps", "seconds", "reached A_f = 0"]  # display names, not ids
+    assert list(table.columns) == ["method", "data read", "A_r (%)", "A_f (%)", "A_test (%)", "mean collapse",
+                                   "final collapse", "steps", "seconds", "reached target"]  # display names, not ids
     assert list(table["method"]) == ["original", "NegGrad", "StructGuard"]
     assert (table["A_f (%)"][1:] <= 100).all()
     assert all(round(v, 1) == v for v in table["A_test (%)"]) and all(round(v, 3) == v for v in table["mean collapse"])
-    reached = list(table["reached A_f = 0"])
+    reached = list(table["reached target"])
     assert reached[0] == "–" and all((r == "yes") == (f == 0) for r, f in zip(reached[1:], table["A_f (%)"][1:]))
     legend = " ".join(c.value for c in after_run.caption)
     assert all(name in legend for name in ("**A_r (%)**", "**A_test (%)**", "**mean collapse**", "**final collapse**"))
@@ -246,12 +249,12 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
     if page == "compare":
         assert len(after_run.get("download_button")) == 3
         pooled = after_run.dataframe[1].value
-        assert list(pooled.columns) == ["k", "method", "runs", "A_r (%)", "A_f (%)", "A_test (%)", "mean collapse",
-                                        "steps", "seconds", "reached A_f = 0"]
+        assert list(pooled.columns) == ["k", "method", "data read", "runs", "A_r (%)", "A_f (%)", "A_test (%)",
+                                        "mean collapse", "steps", "seconds", "reached target"]
         assert list(pooled["method"]) == ["original", "NegGrad", "StructGuard"] and set(pooled["runs"]) == {1}
         assert all(len(cell.split(".")[-1]) == 1 for cell in pooled["A_test (%)"])  # one rounding: 0.1 point
         assert any(h.value.endswith("(1 run)") for h in after_run.subheader)
-        reached = list(pooled["reached A_f = 0"])
+        reached = list(pooled["reached target"])
         assert reached[0] == "–" and all(r in ("0/1", "1/1") for r in reached[1:])
         stopped = [w for w in messages(after_run)["warning"] if "stopped at its cap" in w]
         assert len(stopped) == reached.count("0/1")  # one warning per method that stopped at its cap
@@ -321,3 +324,13 @@ def test_two_sessions_with_different_settings_each_get_their_own_run() -> None:
         shown = list(at.dataframe[0].value["A_test (%)"])
         assert own.seed == seed and shown == [round(r["test_acc"], 1) for r in run_rows(own)]
     assert RunResult.load(stored[7_001][0]).forget_indices != RunResult.load(stored[7_002][0]).forget_indices
+
+
+def test_the_retain_free_filter_refuses_a_method_that_reads_the_retained_images() -> None:
+    at = open_app()
+    at.checkbox(key="cfg_method.oracle").check().run()
+    at.toggle(key="cfg_retain_free").set_value(True).run()
+    assert not at.exception
+    assert any("retain-free only was asked for, but oracle (D_f + D_r)" in text for text in messages(at)["error"])
+    at.checkbox(key="cfg_method.oracle").uncheck().run()
+    assert not messages(at)["error"]

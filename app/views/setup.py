@@ -6,6 +6,7 @@ from stakes_core.anchors import shipped_descriptions
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import choose_forget_indices
 from stakes_core.figures.style import method_label
+from stakes_core.run.config import STOP_TARGETS
 from stakes_core.run.context import load_dataset, pretrained_model
 
 import lab
@@ -42,9 +43,17 @@ with right:
     st.radio("Anchors", ANCHOR_SOURCES, key="cfg_anchor_source", horizontal=True, format_func=anchor_labels.get)
 
 st.subheader("Methods")
-methods = lab.method_choices()
-for column, method in zip(st.columns(len(methods)), methods):
-    column.checkbox(method_label(method), key=f"cfg_method.{method}")
+for title, methods in lab.method_groups().items():
+    st.markdown(f"**{title}**")
+    for start in range(0, len(methods), 6):
+        for column, method in zip(st.columns(6), methods[start : start + 6]):
+            column.checkbox(method_label(method), key=f"cfg_method.{method}")
+left, right = st.columns([1, 1])
+left.radio("Stop when forget accuracy reaches", list(STOP_TARGETS), key="cfg_stop_at", horizontal=True,
+           format_func={"zero": "0 (the paper)", "retrain": "the retrained model's"}.get,
+           help=" ".join(f"{target}: {what}." for target, what in STOP_TARGETS.items()))
+right.toggle("Retain-free only", key="cfg_retain_free",
+             help="Refuse methods that read the retained images D_r or retrain on them: the paper's protocol.")
 st.caption(lab.LIMITS_TEXT)
 
 with st.expander("Hyperparameters", expanded=False):

@@ -9,19 +9,23 @@ import plotly.graph_objects as go
 
 METHOD_COLORS = {
     "original": "#7f7f7f", "neggrad": "#d62728", "adv": "#ff7f0e", "l2ul": "#9467bd",
-    "structguard": "#2ca02c", "oracle": "#1f77b4",
+    "structguard": "#2ca02c", "oracle": "#1f77b4", "retrain": "#17becf",
 }
 METHOD_LABELS = {
     "original": "original", "neggrad": "NegGrad", "adv": "Adv", "l2ul": "L2UL", "structguard": "StructGuard",
-    "oracle": "oracle (retain set)",
+    "oracle": "oracle (uses D_r)", "retrain": "retrain (gold reference)",
+    "finetune": "FT (uses D_r)", "random_label": "RL", "random_label_dr": "RL (uses D_r)", "salun": "SalUn",
+    "salun_dr": "SalUn (uses D_r)", "boundary_shrink": "Boundary Shrink", "scrub": "SCRUB (uses D_r)",
+    "l1_sparse": "l1-sparse", "l1_sparse_dr": "l1-sparse (uses D_r)", "ssd": "SSD (stand-in)",
+    "ssd_dr": "SSD (uses D_r)",
 }
 METHOD_DASHES = {
     "original": "solid", "neggrad": "dot", "adv": "dash", "l2ul": "longdash", "structguard": "solid",
-    "oracle": "dashdot",
+    "oracle": "dashdot", "retrain": "solid",
 }
 METHOD_SYMBOLS = {
     "original": "circle", "neggrad": "triangle-down", "adv": "square", "l2ul": "diamond", "structguard": "circle",
-    "oracle": "star",
+    "oracle": "star", "retrain": "star-diamond",
 }
 _OTHER_DASHES = ("longdashdot", "dashdot", "dot", "dash")
 _OTHER_SYMBOLS = ("cross", "pentagon", "hexagon", "triangle-up", "star-square", "hourglass")
