@@ -43,19 +43,20 @@ def ulira_figure(view: ULiRAView) -> go.Figure:
     shown = [t for t in SYMLOG_TICKS if t <= max(largest, 1) * 1.5]
     values = sorted({sign * t for t in shown for sign in (-1, 1)})
     figure.update_yaxes(
-        title="membership score: log N(φ; IN) − log N(φ; OUT) (symmetric log axis)",
+        title="membership score (symmetric log axis)",
         tickmode="array", tickvals=_symlog(np.array(values, dtype=float)), ticktext=[f"{v:g}" for v in values],
     )
-    figure.add_hline(y=0, line_dash="dot", line_color="black",
-                     annotation_text="decision line: member above", annotation_position="top left")
+    figure.add_hline(y=0, line_dash="dot", line_color="black")
     figure.update_layout(showlegend=False)
-    shadows, excluded = len(view.seeds), len(view.excluded)
+    excluded = len(view.excluded)
+    left_out = "the forget set" if excluded == len(view.forget_indices) else f"{excluded} images ⊇ the forget set"
     subtitle = (
-        f"{len(view.forget_indices)} forget instances, {shadows} shadow pairs trained with / without "
-        f"{'the forget set' if excluded == len(view.forget_indices) else f'{excluded} images ⊇ the forget set'}, "
-        f"{view.variance.replace('_', '-')} variance; retrain-with/without form (no unlearned shadows)"
+        "per forgotten instance: log N(φ; IN) − log N(φ; OUT); dotted: the decision (member above 0)<br>"
+        f"{len(view.seeds)} shadow pairs with / without {left_out}; {view.variance.replace('_', '-')} variance; "
+        "no unlearned shadows"
     )
-    return finish(figure, "U-LiRA: does each forgotten instance still look trained on?", subtitle, height=520)
+    figure = finish(figure, "U-LiRA: does each forgotten instance still look trained on?", subtitle, height=560)
+    return figure.update_layout(margin_t=130)  # room for the two-line subtitle
 
 
 def loss_attack_figure(view: LossAttackView) -> go.Figure:
@@ -78,9 +79,8 @@ def loss_attack_figure(view: LossAttackView) -> go.Figure:
         marker={"symbol": "diamond", "size": 12, "color": "black"},
         hovertemplate="%{x}<br>AUC %{y:.2f}<extra></extra>",
     ))
-    figure.add_hline(y=0.5, line_dash="dot", line_color="gray", annotation_text="chance (ideal)",
-                     annotation_position="top left")
-    figure.update_yaxes(title="accuracy / AUC", range=[0, 1.05])
+    figure.add_hline(y=0.5, line_dash="dot", line_color="gray")
+    figure.update_yaxes(title="accuracy / AUC (dotted: 0.5, chance, the ideal)", range=[0, 1.05])
     n = attacks[0].n_per_class if attacks else 0
     return finish(figure, "Loss attack on the forget set",
                   f"logistic regression on the per-sample loss, {n} forgotten vs {n} test images, "
