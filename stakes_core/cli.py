@@ -5,6 +5,8 @@
     stakes run --preset cifar10 --download --set structguard.pgd_eps=2.0
     stakes table runs/digits --paired structguard l2ul
     stakes figures runs/digits/k16/seed0         # every figure of a saved run (HTML, PNG when possible)
+    stakes run --methods all --stop-at retrain   # every method and the retrain reference, the field's target
+    stakes evaluate runs/digits/k16/seed0 --ulira   # gaps to retrain, loss attack, relearn time, U-LiRA
     stakes continual --rounds 5 --k 4 --seeds 0 1   # deletion requests one after another, round by round
     stakes --plugin relabel.py run --methods relabel   # a user's method (docs/extending.md)
 """
@@ -177,6 +179,36 @@ def command_figures(args: argparse.Namespace) -> None:
         print(f"note: {note}", file=sys.stderr)
     timings = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in report.seconds.items())
     print(f"wrote {len(report.files)} files to {args.out or Path(args.run_dir) / 'figures'} ({timings})")
+
+
+def command_evaluate(args: argparse.Namespace) -> None:
+    from stakes_core.analysis import load_run
+    from stakes_core.analysis.field import field_evaluation
+    from stakes_core.data import choose_forget_indices
+    from stakes_core.figures.export import save_figures
+    from stakes_core.figures.membership import ulira_figure
+    from stakes_core.report.table import rows_to_csv
+
+    run = load_run(args.run_dir, args.device, progress=not args.quiet)
+    exclude = None
+    if args.exclude_k is not None:  # forget sets of one seed are nested: the larger one's shadows serve
+        exclude = choose_forget_indices(run.dataset.num_train, args.exclude_k, run.result.seed)
+    limit = None if args.max_cpu_minutes is None else 60.0 * args.max_cpu_minutes
+    found = field_evaluation(run, args.methods, ulira=args.ulira, shadows=args.shadows, exclude=exclude,
+                             progress=not args.quiet, max_cpu_seconds=limit)
+    print(rows_to_csv(found.rows) if args.format == "csv" else markdown_rows(found.rows), end="")
+    if found.ulira is not None and args.out:
+        files, reason = save_figures({"ulira": ulira_figure(found.ulira)}, Path(args.out), "auto")
+        print(f"wrote {', '.join(map(str, files))}" + (f" ({reason})" if reason else ""), file=sys.stderr)
+
+
+def markdown_rows(rows: list[dict]) -> str:
+    """Plain rows as a markdown table (numbers to 3 significant decimals)."""
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def parse_forget_set(text: str) -> list[int]:
@@ -429,6 +461,25 @@ def build_parser() -> argparse.ArgumentParser:
     continual.add_argument("--out", help="results folder; running into it again resumes it "
         "(default: runs/continual/DATASET-kK)")
     continual.set_defaults(handler=command_continual)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="the field's evaluation of a saved run: gaps to retrain, loss attack, relearn time, U-LiRA"
+    )
+    evaluate.add_argument("run_dir", help="a run directory saved with its models")
+    evaluate.add_argument("--methods", nargs="+", help="methods to evaluate (default: every one with saved weights)")
+    evaluate.add_argument("--ulira", action="store_true",
+        help="also U-LiRA-style likelihood ratios: trains (and caches) 2 × --shadows models first; its cost is "
+             "said, and refused on a CPU above --max-cpu-minutes")
+    evaluate.add_argument("--shadows", type=int, default=16, help="U-LiRA shadow pairs (default 16)")
+    evaluate.add_argument("--exclude-k", type=int,
+        help="U-LiRA: leave out the forget set of this larger k (same seed) in the OUT shadows, to share them")
+    evaluate.add_argument("--max-cpu-minutes", type=float, default=60.0,
+        help="U-LiRA: refuse shadow training estimated above this on a CPU (default 60)")
+    evaluate.add_argument("--format", choices=("md", "csv"), default="md")
+    evaluate.add_argument("--out", help="folder for the U-LiRA figure")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=command_evaluate)
 
     table = commands.add_parser("table", help="methods × k table (mean ± sd over seeds) from saved runs")
     table.add_argument("runs", nargs="*", help="run directories or folders holding them")

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -110,11 +111,12 @@ def json_of(config) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
-    """A tiny run with the retrain reference per stopping target (two seeds of the paper's)."""
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A tiny run with the retrain reference per stopping target, the first saved with its models
+    (the tiny data stays registered while the module's tests run)."""
     folder = tmp_path_factory.mktemp("field")
     preset = write_tiny_preset(folder)
-    runs = {}
+    runs: dict[str, Any] = {}
     with scratch_registries(), pytest.MonkeyPatch.context() as patch:
         DATASETS.register("tiny", lambda **_: tiny_dataset())
         patch.setenv("STAKES_CACHE_DIR", str(folder / "cache"))
@@ -123,8 +125,9 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
             config = experiment_config(str(preset), k=4, seed=0, methods=["neggrad", "retrain"], stop_at=stop,
                                        overrides=["neggrad.max_epochs=30", "neggrad.lr=0.05"], device="cpu")
             runs[stop] = run_experiment(config, progress=False, workers=1, on_notice=notices.append)
-        runs["notices"] = notices  # type: ignore[assignment]
-    return runs
+        runs["notices"] = notices
+        runs["saved"] = runs["zero"].save(folder / "runs" / "zero")
+        yield runs
 
 
 def test_a_run_with_the_retrain_reference_tabulates_gaps_and_the_data_read(tiny_runs) -> None:  # type: ignore[no-untyped-def]
@@ -168,3 +171,19 @@ def test_a_method_result_above_its_target_has_not_reached_it() -> None:
     assert not result.reached_target
     assert dataclasses.replace(result, stop_target=50.0).reached_target
     assert not math.isnan(result.stop_target)
+
+
+def test_stakes_evaluate_reports_the_fields_measurements_of_a_saved_run(tiny_runs, capsys) -> None:  # type: ignore[no-untyped-def]
+    from stakes_core.cli import main
+
+    assert main(["evaluate", str(tiny_runs["saved"]), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| method | data | retain_acc | forget_acc | test_acc | gap_retain")
+    assert "loss_mia" in lines[0] and "relearn_steps" in lines[0] and "ulira_share" not in lines[0]
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| original", "| retrain", "| neggrad"]
+    assert main(["evaluate", str(tiny_runs["saved"]), "--quiet", "--ulira", "--shadows", "2",
+                 "--max-cpu-minutes", "0.0001"]) == 2  # refused: the estimate is above the limit
+    assert "over the limit" in capsys.readouterr().err
+    assert main(["evaluate", str(tiny_runs["saved"]), "--quiet", "--ulira", "--shadows", "2", "--format", "csv"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.endswith("ulira_share,ulira_mean") and len(rows) == 3

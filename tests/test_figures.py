@@ -186,7 +186,7 @@ def test_stakes_figures_writes_every_figure(small_run, tmp_path, capsys) -> None
     expected = [
         "collapse_curves", "collapse_curves_projector", "collapse_vs_tradeoff", "anchor_similarity", "affinity_l2ul",
         "affinity_structguard", "embedding_l2ul", "embedding_structguard", "gradcam", "retrieval_metrics",
-        "retrieval_topk", "privacy",
+        "retrieval_topk", "privacy", "loss_attack",
     ]
     for name in expected:
         assert (out / f"{name}.html").stat().st_size > 1000, name
@@ -195,6 +195,8 @@ def test_stakes_figures_writes_every_figure(small_run, tmp_path, capsys) -> None
     analysis = json.loads((out / "analysis.json").read_text())
     assert {"umap", "gradcam", "retrieval", "privacy"} <= {k.split()[0] for k in analysis["seconds"]}
     assert {row["model"] for row in analysis["retrieval"]} == {"original", "l2ul", "structguard"}
+    assert set(analysis["loss_attack"]) == {"original", "l2ul", "structguard"}
+    assert all(0 <= attack["accuracy"] <= 1 for attack in analysis["loss_attack"].values())
     assert "wrote" in capsys.readouterr().out
 
 

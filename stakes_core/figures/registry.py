@@ -26,7 +26,7 @@ FIGURES: Registry[RunFigure] = Registry("figure")
 
 OWN_FIGURES = (
     "anchor_similarity", "collapse_curves", "collapse_curves_projector", "collapse_vs_tradeoff", "gradcam",
-    "per_class_accuracy", "privacy", "retrieval_metrics", "retrieval_topk",
+    "loss_attack", "per_class_accuracy", "privacy", "retrieval_metrics", "retrieval_topk",
 )
 """The report's own file names (with ``affinity_<method>``, ``embedding_<method>`` and
 ``predictions_<method>``): taken."""

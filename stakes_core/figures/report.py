@@ -2,7 +2,7 @@
 
 Figures across runs (collapse curves, collapse against trade-off) use every run found under the
 path; the per-model analyses (affinities, embedding, per-class accuracy and prediction matrices,
-Grad-CAM, retrieval, privacy) and every
+Grad-CAM, retrieval, privacy, the loss attack) and every
 figure registered with :func:`~stakes_core.figures.registry.register_figure` run for each run
 whose unlearned models were saved. Timings and the numbers behind the bar charts go to
 ``analysis.json`` beside each run's figures.
@@ -31,6 +31,7 @@ from stakes_core.analysis import (
 )
 from stakes_core.analysis.changes import per_class_accuracy, prediction_matrices
 from stakes_core.analysis.gradcam import gradcam_view
+from stakes_core.analysis.membership import loss_attack_view
 from stakes_core.analysis.privacy import privacy_view
 from stakes_core.analysis.retrieval import retrieval_images, retrieval_view
 from stakes_core.anchors.build import anchor_similarity
@@ -40,6 +41,7 @@ from stakes_core.figures.embedding import embedding_figure
 from stakes_core.figures.export import save_figures
 from stakes_core.figures.grids import gradcam_grid_figure, retrieval_grid_figure
 from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_similarity_figure
+from stakes_core.figures.membership import loss_attack_figure
 from stakes_core.figures.metrics import privacy_figure, retrieval_metrics_figure
 from stakes_core.figures.registry import FIGURES
 from stakes_core.run.results import RunResult, RunResultError, find_runs
@@ -121,7 +123,7 @@ def _run_figures(
     }
     registered = FIGURES.names()
     bar = tqdm(
-        total=3 * len(methods) + 4 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
+        total=3 * len(methods) + 5 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
     )
     for method in methods:
         view = timed(f"affinity {method}", lambda: affinity_view(run, method, chosen))
@@ -151,6 +153,9 @@ def _run_figures(
     privacy = timed("privacy", lambda: privacy_view(run, methods, seed=seed))
     figures["privacy"] = privacy_figure(privacy)
     bar.update()
+    attacks = timed("loss attack", lambda: loss_attack_view(run, methods, seed=seed))
+    figures["loss_attack"] = loss_attack_figure(attacks)
+    bar.update()
     for name in registered:
         figures[name] = timed(f"figure {name}", lambda: FIGURES.get(name)(run))
         bar.update()
@@ -160,6 +165,8 @@ def _run_figures(
         "run": str(run.directory), "methods": methods, "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "retrieval": retrieval.table(),
         "privacy": {"mia_efficacy": privacy.mia_efficacy, "attack_acc": privacy.attack_acc},
+        "loss_attack": {name: {"accuracy": attack.accuracy, "auc": attack.auc}
+                        for name, attack in attacks.attacks.items()},
         "instances": {"kinds": list(chosen.kinds), "indices": list(chosen.indices)},
     }
     (out / "analysis.json").write_text(json.dumps(summary, indent=2))

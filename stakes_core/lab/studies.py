@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stakes_core.anchors.variants import random_orthogonal
-from stakes_core.methods import PAPER_METHODS
+from stakes_core.methods import METHODS, PAPER_METHODS
 from stakes_core.metrics.structure import affinities, structure_discrepancy
 from stakes_core.report.comparison import VariantComparison
 from stakes_core.report.table import metric_value
@@ -79,7 +79,8 @@ class Study:
     @property
     def effective_overrides(self) -> list[str]:
         """``overrides``, after the epoch caps of a fast study (so the user's values win)."""
-        caps = [f"{m}.max_epochs={FAST_EPOCHS}" for m in self.methods] if self.fast else []
+        capped = [m for m in self.methods if "max_epochs" in METHODS.get(m).config_class.__dataclass_fields__]
+        caps = [f"{m}.max_epochs={FAST_EPOCHS}" for m in capped] if self.fast else []
         return caps + list(self.overrides)
 
     def config(self, k: int, seed: int) -> ExperimentConfig:
