@@ -202,7 +202,7 @@ def test_hyperparameter_types_are_checked_when_the_method_is_made() -> None:
             create_method("structguard", **{key: value})
 
 
-@pytest.mark.parametrize("name", ["neggrad", "adv", "l2ul", "structguard", "oracle"])
+@pytest.mark.parametrize("name", list_methods())
 def test_every_hyperparameter_says_in_one_line_what_it_does(name: str) -> None:
     config = METHODS.get(name).config_class()
     found = hyperparameters(name)
@@ -224,9 +224,13 @@ def test_key_hyperparameters_are_the_dashboards() -> None:
                                         ("one_pass", "authors", "authors_cycling"))
 
 
-def test_every_method_has_a_code_version() -> None:
+def test_every_method_has_a_code_version_and_declares_the_data_it_reads() -> None:
     assert LOOP_VERSION >= 1
     assert all(METHODS.get(name).version >= 1 for name in list_methods())
+    access = {name: METHODS.get(name).data_access for name in list_methods()}
+    assert set(access.values()) <= {"forget", "retain", "retrain"}
+    assert all(access[name] == "forget" for name in ("neggrad", "adv", "l2ul", "structguard"))
+    assert access["oracle"] == "retain" and access["retrain"] == "retrain"
 
 
 def test_forget_and_proxy_loss_weights_by_batch_shares() -> None:

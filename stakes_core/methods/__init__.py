@@ -20,6 +20,7 @@ from stakes_core.infra.modules import eval_mode
 from stakes_core.infra.registry import Registry
 from stakes_core.methods.adv import Adv
 from stakes_core.methods.base import LOOP_VERSION, MethodOutcome, StepCallback, UnlearningMethod
+from stakes_core.methods.boundary_shrink import BoundaryShrink
 from stakes_core.methods.config import (
     Hyperparameter,
     MethodConfig,
@@ -30,12 +31,18 @@ from stakes_core.methods.config import (
     new_default,
 )
 from stakes_core.methods.context import UnlearnContext
+from stakes_core.methods.finetune import Finetune
+from stakes_core.methods.l1_sparse import L1Sparse, L1SparseRetain
 from stakes_core.methods.l2ul import L2UL, L2ULConfig
 from stakes_core.methods.neggrad import NegGrad
 from stakes_core.methods.oracle import Oracle
 from stakes_core.methods.projector import ProjectedClassifier, Projector
 from stakes_core.methods.proxy import build_proxy_set
+from stakes_core.methods.random_label import RandomLabel, RandomLabelDR
 from stakes_core.methods.retrain import Retrain
+from stakes_core.methods.salun import SalUn, SalUnDR
+from stakes_core.methods.scrub import SCRUB
+from stakes_core.methods.ssd import SSD, SSDRetain
 from stakes_core.methods.structguard import StructGuard, StructGuardConfig
 from stakes_core.methods.timing import Timer
 from stakes_core.methods.training import (
@@ -61,7 +68,8 @@ def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
     return cls
 
 
-for _cls in (NegGrad, Adv, L2UL, StructGuard, Oracle, Retrain):
+for _cls in (NegGrad, Adv, L2UL, StructGuard, Oracle, Retrain, Finetune, RandomLabel, RandomLabelDR, SalUn, SalUnDR,
+             BoundaryShrink, SCRUB, L1Sparse, L1SparseRetain, SSD, SSDRetain):
     register_method(_cls)
 
 
@@ -82,6 +90,8 @@ def hyperparameters(method_name: str) -> list[Hyperparameter]:
 
 
 __all__ = [
+    "BoundaryShrink", "Finetune", "RandomLabel", "RandomLabelDR", "SalUn", "SalUnDR",
+    "L1Sparse", "L1SparseRetain", "SCRUB", "SSD", "SSDRetain",
     "Adv", "Hyperparameter", "L2UL", "L2ULConfig", "LOOP_VERSION", "METHODS", "MethodConfig", "MethodOutcome",
     "NegGrad", "Oracle", "PAPER_METHODS",
     "Retrain", "ProjectedClassifier", "Projector", "ProxyConfig", "SGDMethodConfig",
