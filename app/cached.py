@@ -21,6 +21,7 @@ from stakes_core.analysis.changes import PerClassAccuracy, PredictionMatrices, p
 from stakes_core.analysis.continual import RoundEmbedding
 from stakes_core.analysis.continual import round_embedding as continual_embedding
 from stakes_core.analysis.embedding import warm_up_umap
+from stakes_core.analysis.field import FieldEvaluation, field_evaluation
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
@@ -110,6 +111,12 @@ def class_accuracy(directory: str) -> PerClassAccuracy:
 @st.cache_resource(show_spinner="Counting predictions per class…", max_entries=8)
 def predictions(directory: str) -> dict[str, list[PredictionMatrices]]:
     return prediction_matrices(_loaded_run(directory))
+
+
+@st.cache_resource(show_spinner="Measuring the loss attack and the relearn time…", max_entries=8)
+def field(directory: str, ulira: bool) -> FieldEvaluation:
+    """The field's evaluation of a run (U-LiRA's shadows trained first, and cached, when asked)."""
+    return field_evaluation(_loaded_run(directory), ulira=ulira, progress=False)
 
 
 @st.cache_resource(show_spinner="Computing Grad-CAM maps…", max_entries=32)

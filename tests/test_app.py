@@ -334,3 +334,18 @@ def test_the_retain_free_filter_refuses_a_method_that_reads_the_retained_images(
     assert any("retain-free only was asked for, but oracle (D_f + D_r)" in text for text in messages(at)["error"])
     at.checkbox(key="cfg_method.oracle").uncheck().run()
     assert not messages(at)["error"]
+
+
+def test_compare_measures_the_run_by_the_fields_standards_on_request(after_run: AppTest) -> None:
+    after_run.switch_page("views/compare.py").run()
+    tables = len(after_run.dataframe)
+    after_run.toggle(key="compare_field").set_value(True).run()
+    assert not after_run.exception and not after_run.error, messages(after_run)
+    field = after_run.dataframe[tables].value
+    assert list(field.columns) == ["method", "data read", "loss attack", "loss attack AUC", "relearn steps"]
+    assert list(field["method"]) == ["original", "NegGrad", "StructGuard"]
+    assert all(0.0 <= value <= 1.0 for value in field["loss attack"])
+    # U-LiRA says what it will cost and waits for the button (32 digits models are minutes of training)
+    assert any("U-LiRA: 32 of 32 shadow models to train" in c.value for c in after_run.caption)
+    assert any(b.label == "Train the shadows and score" for b in after_run.button)
+    after_run.toggle(key="compare_field").set_value(False).run()

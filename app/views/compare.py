@@ -4,6 +4,8 @@ and a filter that keeps only the retain-free methods (the paper's protocol)."""
 
 import streamlit as st
 
+from stakes_core.analysis.ulira import ulira_plan
+from stakes_core.figures.membership import ulira_figure
 from stakes_core.figures.tables import glossary
 from stakes_core.infra.errors import StakesError
 from stakes_core.report.sweeps import axis_choices, cell_rows, filter_cells, pool_cells
@@ -20,7 +22,7 @@ from stakes_core.report.table import (
 
 import cached
 import lab
-from widgets import run_table, show_summary_table, skipped_runs_notice
+from widgets import run_table, show_summary_table, show_table, skipped_runs_notice
 
 st.title("Compare")
 config = lab.config_or_stop()
@@ -63,6 +65,31 @@ with st.expander("What the columns mean", expanded=True):
                           "seconds", *GAP_METRICS, "reached_target"]))
 st.download_button("Download this table (CSV)", to_csv(rows), file_name=f"{config.dataset['name']}-table.csv",
                    mime="text/csv", icon=":material/download:")
+
+st.subheader("By the field's standards")
+st.caption("The loss attack (logistic regression on per-image loss, forgotten vs test images: 0.5 is ideal; below, "
+           "the forgotten images look *more* unseen than unseen ones, over-forgetting), the relearn time (steps of "
+           "fine-tuning on the forget set until the original's forget accuracy returns; more = less left behind) "
+           "and, on request, U-LiRA-style per-image membership scores from shadow models trained with and without "
+           "the forget set.")
+field_columns = ["method", "data", "loss_mia", "loss_auc", "relearn_steps"]
+if st.toggle("Measure them", key="compare_field", help="A few seconds on digits; cached per run."):
+    try:
+        evaluation = cached.field(str(directory), False)
+    except StakesError as error:
+        st.error(str(error), icon=":material/error:")
+    else:
+        show_table([{key: row[key] for key in field_columns} for row in evaluation.rows])
+        st.markdown(glossary(["loss_mia", "loss_auc", "relearn_steps", "ulira_share"]))
+        plan = ulira_plan(cached.loaded_run(str(directory)))
+        st.caption(f"{plan.cost_line()}.")
+        if plan.uncached == 0 or st.button("Train the shadows and score", icon=":material/model_training:"):
+            try:
+                scored = cached.field(str(directory), True)
+            except StakesError as error:
+                st.error(str(error), icon=":material/error:")
+            else:
+                st.plotly_chart(ulira_figure(scored.ulira), key="ulira_chart")
 
 st.subheader("A sweep's cells")
 st.caption("The stored cells of a `stakes sweep` spec file (docs/sweeps.md), filtered by axis, and the tables "

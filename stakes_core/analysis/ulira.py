@@ -244,6 +244,16 @@ class ULiRAView:
         return {model: float(values.mean()) for model, values in self.scores.items()}
 
 
+def ulira_plan(run: LoadedRun, shadows: int = 16, exclude: Sequence[int] | None = None) -> ShadowPlan:
+    """The shadow models U-LiRA needs for ``run``, which of them are cached and what the others cost."""
+    reference = run.context.retrain
+    if reference is None:
+        raise AnalysisError(f"{run.directory}: its context has no pretraining recipe to train shadow models with")
+    excluded = excluded_set(run.forget_indices, exclude, run.dataset.num_train)
+    return plan_shadows(reference.config, reference.fingerprint, run.dataset.num_train, excluded, shadows,
+                        reference.original_seconds)
+
+
 def ulira_view(
     run: LoadedRun,
     methods: Sequence[str] | None = None,
@@ -259,14 +269,11 @@ def ulira_view(
     start = time.perf_counter()
     if variance not in VARIANCES:
         raise ConfigError(f"variance '{variance}' is not one of {', '.join(VARIANCES)}")
-    reference = run.context.retrain
-    if reference is None:
-        raise AnalysisError(f"{run.directory}: its context has no pretraining recipe to train shadow models with")
     models = ["original", *run.check_methods(methods)]
     dataset = run.dataset
-    excluded = excluded_set(run.forget_indices, exclude, dataset.num_train)
-    plan = plan_shadows(reference.config, reference.fingerprint, dataset.num_train, excluded, shadows,
-                        reference.original_seconds)
+    plan = ulira_plan(run, shadows, exclude)
+    reference = run.context.retrain
+    assert reference is not None  # ulira_plan checked it
     check_shadow_cost(plan, run.device, max_cpu_seconds)
     forget = torch.tensor(run.forget_indices)
     images, labels = dataset.train_images[forget], dataset.train_labels[forget]
@@ -274,6 +281,6 @@ def ulira_view(
     phi = {name: model_phi(run.model(name), images, labels, run.device) for name in models}
     scores = {name: likelihood_scores(phi_in, phi_out, values, variance) for name, values in phi.items()}
     return ULiRAView(
-        run.forget_indices, excluded.tolist(), [c.seed for c in plan.configs], variance, phi_in, phi_out, phi, scores,
-        plan.estimate, plan.uncached, time.perf_counter() - start,
+        run.forget_indices, plan.excluded.tolist(), [c.seed for c in plan.configs], variance, phi_in, phi_out, phi,
+        scores, plan.estimate, plan.uncached, time.perf_counter() - start,
     )

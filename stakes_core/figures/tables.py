@@ -57,6 +57,16 @@ COLUMNS: dict[str, Column] = {
                        "better, 0 ideal"),
     "avg_gap": Column("avg gap", 1, "mean of the three gaps to retrain (SalUn's 'average gap'); lower is better, "
                       "0 ideal"),
+    "loss_mia": Column("loss attack", 3, "held-out accuracy of a logistic regression telling forgotten from test "
+                       "images by their loss; 0.5 is ideal (chance), above it membership is left, below it the "
+                       "forgotten images look more unseen than unseen ones (over-forgetting)"),
+    "loss_auc": Column("loss attack AUC", 3, "the same attack's ROC AUC (low loss = member); 0.5 is ideal, below it "
+                       "the forgotten images have higher losses than test images"),
+    "relearn_steps": Column("relearn steps", 0, "fine-tuning steps on the forget set until the original's forget "
+                            "accuracy returns; more means less was left behind (empty: not within the cap)"),
+    "ulira_share": Column("U-LiRA member share", 2, "share of forgotten images a per-image likelihood-ratio attack "
+                          "(shadow models trained with and without them) still calls members; lower is better, the "
+                          "retrained model's share is the floor to read it against"),
     "stop_at": Column("stop at", None, "the stopping target: zero (A_f = 0, the paper) or retrain (A_f at or below "
                       "the retrained model's)"),
     "seconds": Column("seconds", 1, "wall time of the method on this machine: proxy set, steps and evaluation"),
