@@ -39,6 +39,7 @@ from stakes_core.analysis.runs import LoadedRun, load_run
 from stakes_core.data import choose_forget_indices
 from stakes_core.methods import METHODS, list_methods
 from stakes_core.methods.access import access_label
+from stakes_core.report.field import DIRECTIONS, FOCUS, VERDICT_METRICS, answers, paired_table, verdict
 from stakes_core.report.table import GAP_METRICS, metric_value
 from stakes_core.run.config import STOP_TARGETS, experiment_config
 from stakes_core.run.results import RunResult
@@ -47,19 +48,7 @@ from stakes_core.run.runstore import load_or_run
 KS = (4, 8, 16)
 SEEDS = tuple(range(10))
 SHADOWS = 16
-FOCUS = "structguard"
 NOTES = re.compile(r"<!-- notes:start -->.*?<!-- notes:end -->", re.S)
-METRICS: dict[str, tuple[str, int]] = {
-    # metric: (better direction, decimals); "half" = closer to 0.5 is better
-    "retain_acc": ("higher", 1), "forget_acc": ("lower", 1), "test_acc": ("higher", 1),
-    "gap_retain": ("lower", 1), "gap_forget": ("lower", 1), "gap_test": ("lower", 1), "avg_gap": ("lower", 1),
-    "mean_collapse": ("lower", 3), "loss_mia": ("half", 3), "loss_auc": ("half", 3), "ulira_share": ("lower", 2),
-    "relearn_steps": ("higher", 1), "steps": ("lower", 0), "seconds": ("lower", 1),
-}
-VERDICT = ("test_acc", "avg_gap", "mean_collapse", "loss_mia", "ulira_share")
-"""The metrics StructGuard is judged by, against every other method."""
-
-
 def study_methods() -> list[str]:
     """Every registered method: the retrain reference, the paper's four, the oracle, the field's baselines."""
     return list_methods()
@@ -125,12 +114,12 @@ def cell(values: list[float], digits: int) -> str:
 
 def summary_table(rows: list[dict[str, Any]], stop: str, k: int) -> str:
     """Mean ± sd over the seeds of every metric, one row per model."""
-    shown = [m for m in METRICS if m not in ("gap_retain", "gap_forget")]
+    shown = [m for m in DIRECTIONS if m not in ("gap_retain", "gap_forget")]
     lines = ["| model | data | " + " | ".join(shown) + " | reached target |", "|" + "---|" * (len(shown) + 3)]
     for method in dict.fromkeys(r["method"] for r in rows if r["stop"] == stop and r["k"] == k):
         group = [r for r in rows if r["stop"] == stop and r["k"] == k and r["method"] == method]
         reached = "–" if "reached_target" not in group[0] else f"{sum(r['reached_target'] for r in group)}/{len(group)}"
-        cells = [cell([r[m] for r in group], METRICS[m][1]) for m in shown]
+        cells = [cell([r[m] for r in group], DIRECTIONS[m][1]) for m in shown]
         lines.append(f"| {method} | {group[0]['data']} | " + " | ".join(cells) + f" | {reached} |")
     return "\n".join(lines)
 
@@ -138,59 +127,22 @@ def summary_table(rows: list[dict[str, Any]], stop: str, k: int) -> str:
 def differences(rows: list[dict[str, Any]], stop: str, k: int, other: str, metric: str) -> dict[str, float]:
     """StructGuard − ``other`` on ``metric`` per seed (for ``loss_mia``: the distance to 0.5)."""
     def value(row: dict[str, Any]) -> float:
-        return abs(row[metric] - 0.5) if METRICS[metric][0] == "half" else row[metric]
+        return abs(row[metric] - 0.5) if DIRECTIONS[metric][0] == "half" else row[metric]
 
     by_seed = {(r["seed"], r["method"]): r for r in rows if r["stop"] == stop and r["k"] == k}
     seeds = sorted({seed for seed, method in by_seed if method == FOCUS} & {s for s, m in by_seed if m == other})
     return paired([value(by_seed[(s, FOCUS)]) - value(by_seed[(s, other)]) for s in seeds])
 
 
-def verdict(summary: dict[str, float], direction: str) -> str:
-    """``wins``, ``loses`` or ``within noise`` for StructGuard, by the 95 % interval of the paired difference."""
-    if summary["n"] < 2 or math.isnan(summary["low"]):
-        return "—"
-    if summary["low"] <= 0 <= summary["high"]:
-        return "within noise"
-    better = summary["high"] < 0 if direction in ("lower", "half") else summary["low"] > 0
-    return "wins" if better else "loses"
-
-
-def paired_section(rows: list[dict[str, Any]], stop: str, k: int) -> tuple[str, dict[str, Any]]:
+def paired_section(rows: list[dict[str, Any]], stop: str, k: int) -> dict[str, Any]:
     """StructGuard's paired differences with every other model, with 95 % intervals and verdicts."""
     others = [m for m in dict.fromkeys(r["method"] for r in rows if r["stop"] == stop and r["k"] == k) if m != FOCUS]
-    header = "| StructGuard − | " + " | ".join(VERDICT) + " |"
-    lines = [header, "|" + "---|" * (len(VERDICT) + 1)]
     found: dict[str, Any] = {}
     for other in others:
-        cells = []
-        for metric in VERDICT:
+        for metric in VERDICT_METRICS:
             summary = differences(rows, stop, k, other, metric)
-            call = verdict(summary, METRICS[metric][0])
-            found.setdefault(other, {})[metric] = {**summary, "verdict": call}
-            digits = METRICS[metric][1]
-            if summary["n"] < 2:
-                cells.append("—")
-            else:
-                cells.append(f"{summary['mean']:+.{digits}f} [{summary['low']:+.{digits}f}, "
-                             f"{summary['high']:+.{digits}f}] {call}")
-        lines.append(f"| {other} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), found
-
-
-def answers(found: dict[str, Any]) -> list[str]:
-    """Where StructGuard wins, ties or loses, by stopping target, k and metric, in words."""
-    lines = []
-    for stop, by_k in found.items():
-        for k, by_other in by_k.items():
-            for metric in VERDICT:
-                calls: dict[str, list[str]] = {"wins": [], "within noise": [], "loses": []}
-                for other, by_metric in by_other.items():
-                    call = by_metric[metric]["verdict"]
-                    if call in calls:
-                        calls[call].append(other)
-                parts = [f"{call} against {', '.join(names)}" for call, names in calls.items() if names]
-                lines.append(f"- stop at {stop}, k = {k}, {metric}: StructGuard " + "; ".join(parts) + ".")
-    return lines
+            found.setdefault(other, {})[metric] = {**summary, "verdict": verdict(summary, DIRECTIONS[metric][0])}
+    return found
 
 
 def report(ks: tuple[int, ...], seeds: tuple[int, ...], work: Path, out: Path, command: str) -> None:
@@ -211,8 +163,8 @@ def report(ks: tuple[int, ...], seeds: tuple[int, ...], work: Path, out: Path, c
         for k in ks:
             markdown += [f"## Stop at {stop}, k = {k}", "", summary_table(rows, stop, k), "",
                          f"### StructGuard's paired differences (stop at {stop}, k = {k})", ""]
-            table, found.setdefault(stop, {})[k] = paired_section(rows, stop, k)
-            markdown += [table, ""]
+            found.setdefault(stop, {})[k] = paired_section(rows, stop, k)
+            markdown += [paired_table(found[stop][k]), ""]
     markdown += ["## Where StructGuard wins, ties or loses", "", *answers(found), ""]
     methods = sorted({r["method"] for r in rows} - {"original"})
     data = {"command": command, "machine": machine(), "ks": ks, "seeds": seeds, "shadows": SHADOWS,

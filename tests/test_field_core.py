@@ -187,3 +187,24 @@ def test_stakes_evaluate_reports_the_fields_measurements_of_a_saved_run(tiny_run
     assert main(["evaluate", str(tiny_runs["saved"]), "--quiet", "--ulira", "--shadows", "2", "--format", "csv"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
     assert header.endswith("ulira_share,ulira_mean") and len(rows) == 3
+
+
+def test_verdicts_follow_the_interval_of_the_paired_difference(tmp_path: Path) -> None:
+    from stakes_core.report.field import stored_field_study, verdict
+
+    def summary(low: float, high: float) -> dict[str, float]:
+        return {"n": 10, "mean": (low + high) / 2, "low": low, "high": high}
+
+    assert verdict(summary(1.0, 3.0), "higher") == "wins" and verdict(summary(1.0, 3.0), "lower") == "loses"
+    assert verdict(summary(-3.0, -1.0), "half") == "wins" and verdict(summary(-1.0, 2.0), "higher") == "within noise"
+    assert verdict({"n": 1, "mean": 1.0, "low": math.nan, "high": math.nan}, "higher") == "—"
+    found = {metric: {**summary(1.0, 3.0), "verdict": "wins"} for metric in
+             ("test_acc", "avg_gap", "mean_collapse", "loss_mia", "ulira_share")}
+    study = {"command": "python field_study.py", "machine": {"cpu": "AMD EPYC", "torch": "2.14.1"},
+             "seeds": list(range(10)), "paired": {"zero": {"16": {"l2ul": found}}, "retrain": {"4": {"l2ul": found}}}}
+    (tmp_path / "study.json").write_text(__import__("json").dumps(study))
+    text = stored_field_study(tmp_path / "study.json", k=16)
+    assert "made by `python field_study.py` on AMD EPYC" in text and "**Stop at zero, k = 16**" in text
+    assert "| l2ul | +2.0 [+1.0, +3.0] wins |" in text and "k = 4" not in text
+    with pytest.raises(ConfigError, match="cannot read the stored field study"):
+        stored_field_study(tmp_path / "missing.json")
