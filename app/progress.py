@@ -58,7 +58,8 @@ def run_with_progress(config: ExperimentConfig) -> Path:
 
     pretrained = pretrained_model(config, progress=False, on_epoch=on_epoch)
     pretraining.caption(f"Pretrained model: test accuracy {pretrained.test_acc:.1f} % ({pretrained.origin}).")
-    caps = {m: create_method(m, **config.method_configs.get(m, {})).config.max_epochs for m in config.methods}
+    caps = {m: getattr(create_method(m, **config.method_configs.get(m, {})).config, "max_epochs", 1)
+            for m in config.methods}  # retrain has no epochs of unlearning: one bar step
     st.caption(BARS_CAPTION)
     bars = {m: st.progress(0.0, text=f"{method_label(m)}: waiting (cap {caps[m]} epochs)") for m in config.methods}
 
@@ -78,4 +79,7 @@ def run_with_progress(config: ExperimentConfig) -> Path:
             st.caption(PARTIAL_CAPTION)
             show_table(rows)
 
-    return load_or_run(config, progress=False, on_step=on_step, on_result=on_result)
+    def on_notice(line: str) -> None:
+        st.info(f"{line[0].upper()}{line[1:]}.", icon=":material/schedule:")
+
+    return load_or_run(config, progress=False, on_step=on_step, on_result=on_result, on_notice=on_notice)

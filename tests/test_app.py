@@ -349,3 +349,19 @@ def test_compare_measures_the_run_by_the_fields_standards_on_request(after_run: 
     assert any("U-LiRA: 32 of 32 shadow models to train" in c.value for c in after_run.caption)
     assert any(b.label == "Train the shadows and score" for b in after_run.button)
     after_run.toggle(key="compare_field").set_value(False).run()
+
+
+def test_the_run_page_runs_the_retrain_reference_and_shows_its_row(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STAKES_CACHE_DIR", str(tmp_path / "cache"))
+    at = open_app()
+    at.number_input(key="cfg_k").set_value(4)
+    for method in ("neggrad", "adv", "l2ul", "structguard"):
+        at.checkbox(key=f"cfg_method.{method}").uncheck()
+    at.checkbox(key="cfg_method.retrain").check().run()
+    at.switch_page("views/run.py").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, messages(at)
+    table = at.dataframe[-1].value
+    assert list(table["method"]) == ["original", "retrain (gold reference)"]
+    assert list(table["data read"]) == ["–", "retrains on D_r"] and list(table["reached target"]) == ["–", "–"]
+    assert table["avg gap"][1] == 0.0

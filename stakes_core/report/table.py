@@ -60,7 +60,7 @@ class Cell:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
     def format(self, digits: int = 1) -> str:
-        if not self.values:
+        if not self.values or all(math.isnan(v) for v in self.values):  # nothing measured (retrain's collapse curve)
             return "–"
         return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}" if len(self.values) > 1 else f"{self.mean:.{digits}f}"
 

@@ -135,6 +135,7 @@ def load_or_run(
     on_step: Callable[[str, StepRecord], None] | None = None,
     workers: int | None = None,
     on_result: Callable[[str, MethodResult], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> Path:
     """The directory of the run of ``config``, running it first when it is not stored yet or
     its entry is damaged (said in a one-line :class:`DamagedRunWarning`; never served). Runs of
@@ -142,7 +143,8 @@ def load_or_run(
 
     ``on_step`` sees every step record of a new run and ``on_result`` each method's result as it
     finishes; raising from either cancels the run, and nothing is stored. ``workers``: methods
-    run at once (:func:`~stakes_core.run.experiment.run_experiment`).
+    run at once; ``on_notice`` hears what a retrain will cost before it starts
+    (:func:`~stakes_core.run.experiment.run_experiment`).
     """
     directory = run_directory(config, root)
     problem = entry_problem(directory, config.methods)
@@ -153,7 +155,8 @@ def load_or_run(
     with RUNNING:
         if is_complete(directory, config.methods):  # stored meanwhile (another session or process)
             return directory
-        result = run_experiment(config, progress=progress, on_step=on_step, workers=workers, on_result=on_result)
+        result = run_experiment(config, progress=progress, on_step=on_step, workers=workers, on_result=on_result,
+                                on_notice=on_notice)
     if is_complete(directory, config.methods):  # another process stored the same run meanwhile
         return directory
     return store_result(result, directory)
