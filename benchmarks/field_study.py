@@ -15,6 +15,7 @@ intervals) and the same name with ``.md``. The text between ``<!-- notes:start -
 
     OMP_NUM_THREADS=1 python benchmarks/field_study.py --phase runs --stop zero      # one process per target
     OMP_NUM_THREADS=1 python benchmarks/field_study.py --phase runs --stop retrain
+    OMP_NUM_THREADS=1 python benchmarks/field_study.py --phase measure --stop zero   # likewise
     OMP_NUM_THREADS=1 python benchmarks/field_study.py --phase report --out docs/field_study.json
 """
 
@@ -59,9 +60,10 @@ def configs(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...]) -> list[Any]
             for k in ks for seed in seeds]
 
 
-def run_phase(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...]) -> None:
-    """Run (or find stored) every run of one stopping target."""
-    for config in configs(stop, ks, seeds):
+def run_phase(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...], reverse: bool = False) -> None:
+    """Run (or find stored) every run of one stopping target (``reverse``: last first, so a second
+    process shares the work from the other end)."""
+    for config in configs(stop, ks, seeds)[:: -1 if reverse else 1]:
         began = time.perf_counter()
         directory = load_or_run(config, progress=False)
         print(f"{stop} k={config.k} seed={config.seed}: {directory.name} ({time.perf_counter() - began:.0f} s)",
@@ -181,8 +183,11 @@ def report(ks: tuple[int, ...], seeds: tuple[int, ...], work: Path, out: Path, c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phase", choices=("runs", "report"), default="report")
-    parser.add_argument("--stop", choices=list(STOP_TARGETS), help="runs phase: one stopping target (default both)")
+    parser.add_argument("--phase", choices=("runs", "measure", "report"), default="report",
+                        help="runs: make the runs; measure: the field's measurements of each run; report: both, then "
+                             "the tables")
+    parser.add_argument("--stop", choices=list(STOP_TARGETS), help="runs and measure: one stopping target")
+    parser.add_argument("--reverse", action="store_true", help="runs phase: last run first (a second process)")
     parser.add_argument("--k", type=int, nargs="+", default=list(KS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--work", default="field_study_work", help="where per-run measurements are kept")
@@ -191,10 +196,14 @@ def main() -> None:
     ks, seeds = tuple(args.k), tuple(args.seeds)
     if args.phase == "runs":
         for stop in [args.stop] if args.stop else list(STOP_TARGETS):
-            run_phase(stop, ks, seeds)
+            run_phase(stop, ks, seeds, args.reverse)
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.phase == "measure":
+        for stop in [args.stop] if args.stop else list(STOP_TARGETS):
+            rows_of(stop, ks, seeds, work)
+        return
     report(ks, seeds, work, Path(args.out), "python " + " ".join(shlex.quote(a) for a in sys.argv))
 
 

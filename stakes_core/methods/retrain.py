@@ -5,8 +5,9 @@ pretraining recipe and seed (cached, :mod:`stakes_core.models.retrain`) and is m
 every method, so each table has a retrain row and each method a gap to it. Its record has one
 step (step 0, the retrained model): forget accuracy, and the collapse of its structure against
 the original's, which says how far an honest retrain moves the retained instances. Its seconds
-are the training time (as measured by the process that trained it, when it came from the cache,
-as a method served a shared proxy set is charged its generation time).
+are the training time, as measured by the process that trained it (this run, before its methods
+for ``stop_at="retrain"``, or an earlier one whose model came from the cache), as a method served
+a shared proxy set is charged its generation time.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ class Retrain(UnlearningMethod[RetrainConfig]):  # type: ignore[type-var]
             raise ConfigError("this run has no retrain reference (its context was built without a pretraining recipe)")
         reference = ctx.retrain.model(progress=ctx.progress)
         self.model = copy.deepcopy(reference.model).to(ctx.device).eval()
-        if reference.source != "trained":  # from the cache: charged its training time, as if trained now
-            self.timer.seconds["retrain"] += reference.seconds
+        self.training_seconds = reference.seconds
 
     def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterable[Any]:
         return ()
@@ -49,8 +49,8 @@ class Retrain(UnlearningMethod[RetrainConfig]):  # type: ignore[type-var]
 
     def run(self, ctx: UnlearnContext, on_step: StepCallback | None = None) -> MethodOutcome:
         """Retrain (or load the cached retrain), then record the model once, as step 0."""
-        with self.timer.phase("retrain"):
-            self.setup(ctx)
+        self.setup(ctx)
+        self.timer.seconds["retrain"] = self.training_seconds  # wherever and whenever it was trained
         record = self._record(ctx, 0, 0, math.nan, {}, 0.0, force=True)
         if on_step is not None:
             on_step(self.name, record)
