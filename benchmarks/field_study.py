@@ -76,10 +76,11 @@ def evaluate_run(loaded: LoadedRun, exclude: torch.Tensor) -> dict[str, dict[str
     return {row["method"]: {key: row[key] for key in (*FIELD_COLUMNS, "ulira_mean")} for row in rows}
 
 
-def rows_of(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
+def rows_of(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...], work: Path,
+            reverse: bool = False) -> list[dict[str, Any]]:
     """One row per (run, model), the stored runs' metrics plus the field's measurements (cached in ``work``)."""
     rows = []
-    for config in configs(stop, ks, seeds):
+    for config in configs(stop, ks, seeds)[:: -1 if reverse else 1]:
         directory = load_or_run(config, progress=False)
         cached = work / f"{directory.name}.json"
         if cached.is_file():
@@ -99,7 +100,7 @@ def rows_of(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...], work: Path) 
                            "seconds"):
                 row[metric] = metric_value(result, name, metric)
             row.update({key: value for key, value in measured[name].items() if key in (*FIELD_COLUMNS, "ulira_mean")})
-            if name != "original":
+            if name != "original" and result.method(name).data_access != "retrain":  # no target applies to either
                 row["reached_target"] = result.method(name).reached_target
             rows.append(row)
     return rows
@@ -187,7 +188,7 @@ def main() -> None:
                         help="runs: make the runs; measure: the field's measurements of each run; report: both, then "
                              "the tables")
     parser.add_argument("--stop", choices=list(STOP_TARGETS), help="runs and measure: one stopping target")
-    parser.add_argument("--reverse", action="store_true", help="runs phase: last run first (a second process)")
+    parser.add_argument("--reverse", action="store_true", help="runs and measure: last run first (a second process)")
     parser.add_argument("--k", type=int, nargs="+", default=list(KS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--work", default="field_study_work", help="where per-run measurements are kept")
@@ -202,7 +203,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.phase == "measure":
         for stop in [args.stop] if args.stop else list(STOP_TARGETS):
-            rows_of(stop, ks, seeds, work)
+            rows_of(stop, ks, seeds, work, args.reverse)
         return
     report(ks, seeds, work, Path(args.out), "python " + " ".join(shlex.quote(a) for a in sys.argv))
 
