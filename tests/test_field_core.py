@@ -208,3 +208,16 @@ def test_verdicts_follow_the_interval_of_the_paired_difference(tmp_path: Path) -
     assert "| l2ul | +2.0 [+1.0, +3.0] wins |" in text and "k = 4" not in text
     with pytest.raises(ConfigError, match="cannot read the stored field study"):
         stored_field_study(tmp_path / "missing.json")
+
+
+def test_method_groups_spell_out_and_a_name_twice_is_still_refused() -> None:
+    from stakes_core.run.config import expand_methods
+
+    assert expand_methods(["paper"]) == ["neggrad", "adv", "l2ul", "structguard"]
+    every = expand_methods(["all"])
+    assert {"retrain", "oracle", "salun_dr"} <= set(every) and len(every) == len(set(every))
+    free = expand_methods(["retain-free"])
+    assert "structguard" in free and not {"oracle", "retrain", "scrub", "finetune"} & set(free)
+    assert expand_methods(["neggrad", "paper"]) == ["neggrad", "adv", "l2ul", "structguard"]
+    with pytest.raises(ConfigError, match="named more than once"):
+        experiment_config("digits", methods=["paper", "neggrad"])

@@ -69,7 +69,8 @@ def test_cli_run_then_table(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["table", str(tmp_path), "--paired", "l2ul", "neggrad", "--correlation"]) == 0
     out = capsys.readouterr().out
-    assert "| 4 | original | 2 |" in out and "| 4 | l2ul | 2 |" in out and "l2ul − neggrad (test_acc)" in out
+    assert "| 4 | original | – | 2 |" in out and "| 4 | l2ul | D_f only | 2 |" in out
+    assert "l2ul − neggrad (test_acc)" in out
     assert "Spearman rank correlation of final_collapse with test_acc over 4 method runs" in out
 
 
@@ -109,7 +110,8 @@ def test_cli_pretrain_reports_the_cached_model(digits_runs, capsys) -> None:
 
 def test_console_script_module_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "stakes_core.cli", "list"], capture_output=True, text=True, check=True)
-    assert "methods: adv, l2ul, neggrad, oracle, structguard" in done.stdout
+    assert "methods: adv (D_f only), boundary_shrink (D_f only), finetune (D_f + D_r)," in done.stdout
+    assert "oracle (D_f + D_r), random_label (D_f only)" in done.stdout and "retrain (retrains on D_r)" in done.stdout
 
 
 def test_cli_runs_a_users_image_folder_preset(tmp_path, isolated_cache, capsys) -> None:

@@ -31,5 +31,5 @@ def test_paper_column_only_for_the_cifar_settings() -> None:
 
 def test_table_with_paper_adds_the_column_for_cifar_only() -> None:
     cifar = table_with_paper(rows(256), "cifar100")
-    assert "paper test_acc" in cifar and "| 256 | structguard | 1 | 1.0 | 1.0 | 1.0 | 1/1 | 56.91 |" in cifar
+    assert "paper test_acc" in cifar and "| 256 | structguard | – | 1 | 1.0 | 1.0 | 1.0 | 1/1 | 56.91 |" in cifar
     assert "paper" not in table_with_paper(rows(16), "digits")

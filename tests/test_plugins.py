@@ -226,7 +226,7 @@ assert "curious" in METHODS
 def test_stakes_list_shows_what_plugins_registered(guide: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["--plugin", "relabel.py", "--plugin", "confidence.py", "--plugin", "words.py", "list"]) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
-    assert "relabel" in lines["methods"].split(", ") and "words" in lines["encoders"].split(", ")
+    assert "relabel (D_f only)" in lines["methods"].split(", ") and "words" in lines["encoders"].split(", ")
     assert lines["figures"] == "forget_confidence" and lines["pages"] == "Forget confidence"
     assert lines["plugins"].split(", ")[-3:] == [str((guide / name).resolve()) for name in
                                                  ("relabel.py", "confidence.py", "words.py")]
@@ -410,7 +410,7 @@ def test_the_guide_method_from_the_command_line(guide: Path, capsys: pytest.Capt
     out = guide / "runs"
     assert cli.main(["--plugin", "relabel.py", "run", "--methods", "relabel", "--k", "4", "--set",
                      "relabel.max_epochs=3", "--out", str(out), "--quiet"]) == 0
-    assert "| 4 | relabel | 1 |" in capsys.readouterr().out
+    assert "| 4 | relabel | D_f only | 1 |" in capsys.readouterr().out
     run_dir = out / "digits" / "k4" / "seed0"
     assert (run_dir / "models" / "relabel.pt").is_file()
     assert cli.main(["--plugin", "relabel.py", "--plugin", "confidence.py", "figures", str(run_dir),

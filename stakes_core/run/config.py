@@ -70,18 +70,18 @@ METHOD_GROUPS: dict[str, str] = {
 
 
 def expand_methods(names: list[str]) -> list[str]:
-    """Method names with the groups of :data:`METHOD_GROUPS` spelled out (in registry order)."""
+    """Method names with the groups of :data:`METHOD_GROUPS` spelled out (in registry order); a
+    group adds only the methods not named before it, and a name given twice stays twice (refused
+    by :func:`order_methods`)."""
+    groups = {
+        "paper": list(PAPER_METHODS),
+        "all": METHODS.names(),
+        "retain-free": [m for m in METHODS.names() if METHODS.get(m).data_access == "forget"],
+    }
     expanded: list[str] = []
     for name in names:
-        if name == "paper":
-            expanded += PAPER_METHODS
-        elif name == "all":
-            expanded += METHODS.names()
-        elif name == "retain-free":
-            expanded += [m for m in METHODS.names() if METHODS.get(m).data_access == "forget"]
-        else:
-            expanded.append(name)
-    return list(dict.fromkeys(expanded))
+        expanded += [m for m in groups[name] if m not in expanded] if name in groups else [name]
+    return expanded
 
 
 def check_retain_free(names: list[str]) -> None:
