@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from paired import machine, paired
+from paired import machine, mean_sd, paired
 
 from stakes_core.analysis.field import FIELD_COLUMNS, field_evaluation
 from stakes_core.analysis.runs import LoadedRun, load_run
@@ -106,15 +104,6 @@ def rows_of(stop: str, ks: tuple[int, ...], seeds: tuple[int, ...], work: Path,
     return rows
 
 
-def cell(values: list[float], digits: int) -> str:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return "—"
-    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    note = f" (n={len(finite)})" if len(finite) < len(values) else ""
-    return f"{statistics.fmean(finite):.{digits}f} ± {sd:.{digits}f}{note}"
-
-
 def summary_table(rows: list[dict[str, Any]], stop: str, k: int) -> str:
     """Mean ± sd over the seeds of every metric, one row per model."""
     shown = [m for m in DIRECTIONS if m not in ("gap_retain", "gap_forget")]
@@ -122,7 +111,7 @@ def summary_table(rows: list[dict[str, Any]], stop: str, k: int) -> str:
     for method in dict.fromkeys(r["method"] for r in rows if r["stop"] == stop and r["k"] == k):
         group = [r for r in rows if r["stop"] == stop and r["k"] == k and r["method"] == method]
         reached = "–" if "reached_target" not in group[0] else f"{sum(r['reached_target'] for r in group)}/{len(group)}"
-        cells = [cell([r[m] for r in group], DIRECTIONS[m][1]) for m in shown]
+        cells = [mean_sd([r[m] for r in group], DIRECTIONS[m][1]) for m in shown]
         lines.append(f"| {method} | {group[0]['data']} | " + " | ".join(cells) + f" | {reached} |")
     return "\n".join(lines)
 
