@@ -4,6 +4,7 @@ target, and the tables' gaps to retrain."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import threading
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_verdicts_follow_the_interval_of_the_paired_difference(tmp_path: Path) -
              ("test_acc", "avg_gap", "mean_collapse", "loss_mia", "ulira_share")}
     study = {"command": "python field_study.py", "machine": {"cpu": "AMD EPYC", "torch": "2.14.1"},
              "seeds": list(range(10)), "paired": {"zero": {"16": {"l2ul": found}}, "retrain": {"4": {"l2ul": found}}}}
-    (tmp_path / "study.json").write_text(__import__("json").dumps(study))
+    (tmp_path / "study.json").write_text(json.dumps(study))
     text = stored_field_study(tmp_path / "study.json", k=16)
     assert "made by `python field_study.py` on AMD EPYC" in text and "**Stop at zero, k = 16**" in text
     assert "| l2ul | +2.0 [+1.0, +3.0] wins |" in text and "k = 4" not in text
