@@ -322,7 +322,7 @@ def add_sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     sweep.add_argument("--seeds", nargs="+", help="seeds: numbers or ranges such as 0-9 (default 0)")
     sweep.add_argument("--methods", nargs="+", help="methods, one per cell (default the paper's four)")
     sweep.add_argument("--encoder", nargs="+", help="anchor encoder(s)")
-    sweep.add_argument("--anchors", nargs="+", help="anchor source(s): text, rotated, prototypes")
+    sweep.add_argument("--anchors", nargs="+", help=f"anchor source(s): {', '.join(ANCHOR_SOURCES)}")
     sweep.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
         help="a field or METHOD.KEY hyperparameter: one value fixes it, several make an axis")
     sweep.add_argument("--device", help="cpu, cuda, cuda:N, mps (default auto: cuda with --gpus-per-cell)")
@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--encoder", help="anchor encoder: minilm, clip:ARCH/PRETRAINED, random:DIM")
     run.add_argument("--descriptions", help="shipped description set or a JSON file (class → attributes)")
     run.add_argument("--anchors", choices=ANCHOR_SOURCES, default="text",
-                     help="text (the paper's), rotated (text anchors × a random rotation) or prototypes (visual)")
+                     help="; ".join(f"{name}: {label}" for name, label in ANCHOR_SOURCES.items()))
     run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a hyperparameter")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--no-models", action="store_true", help="do not save the unlearned weights")

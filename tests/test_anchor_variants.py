@@ -12,6 +12,7 @@ from stakes_core.analysis import load_run
 from stakes_core.anchors.variants import check_anchor_source, prototype_anchors, rotated_anchors
 from stakes_core.metrics.structure import affinities, structure_discrepancy
 from stakes_core.run.config import experiment_config
+from stakes_core.run.context import prepare_context
 from stakes_core.run.experiment import run_experiment
 
 
@@ -49,14 +50,14 @@ def test_prototypes_are_unit_class_means_of_the_features() -> None:
 
 
 def test_unknown_source_is_refused() -> None:
-    with pytest.raises(ValueError, match="text, rotated, prototypes"):
+    with pytest.raises(ValueError, match="text, permuted, rotated, random, prototypes"):
         check_anchor_source("clip")
     with pytest.raises(ValueError, match="anchor source"):
         experiment_config("digits", k=4, anchor_source="visual")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["rotated", "prototypes"])
+@pytest.mark.parametrize("source", ["permuted", "random", "prototypes"])
 def test_a_run_records_its_anchor_source_and_reloads_it(source: str, tmp_path) -> None:
     config = experiment_config(
         "digits", k=4, seed=0, methods=["structguard"], device="cpu", anchor_source=source,
@@ -68,3 +69,10 @@ def test_a_run_records_its_anchor_source_and_reloads_it(source: str, tmp_path) -
     width = loaded.context.original.feature_dim if source == "prototypes" else 384
     assert loaded.context.anchors.shape == (10, width)
     assert (loaded.context.projection is None) == (source == "prototypes")
+    text = experiment_config("digits", k=4, seed=0, methods=["structguard"], device="cpu")
+    text_anchors = prepare_context(text, progress=False)[0].anchors
+    if source == "permuted":  # the same anchors, every class given another's
+        assert sorted(map(tuple, loaded.context.anchors.tolist())) == sorted(map(tuple, text_anchors.tolist()))
+        assert not torch.isclose(loaded.context.anchors, text_anchors).all(dim=1).any()
+    if source == "random":
+        assert torch.allclose(loaded.context.anchors.norm(dim=1), torch.ones(10))

@@ -39,8 +39,8 @@ with right:
     st.selectbox("Text encoder for the anchors",
                  list(dict.fromkeys([*lab.encoder_choices(), st.session_state["cfg_encoder"]])),
                  key="cfg_encoder", help="CLIP weights download from the internet; MiniLM ships with the package.")
-    anchor_labels = {"text": "text (the paper's)", "rotated": "rotated text", "prototypes": "visual prototypes"}
-    st.radio("Anchors", ANCHOR_SOURCES, key="cfg_anchor_source", horizontal=True, format_func=anchor_labels.get)
+    st.radio("Anchors", list(ANCHOR_SOURCES), key="cfg_anchor_source", horizontal=True,
+             format_func=ANCHOR_SOURCES.get)
 
 st.subheader("Methods")
 for title, methods in lab.method_groups().items():

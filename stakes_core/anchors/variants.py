@@ -1,11 +1,17 @@
 """Where the anchors come from: the paper's text anchors, or one of the ablation's controls.
 
 - ``text``: the encoder applied to the attribute descriptions (the paper's stakes);
+- ``permuted``: the same text anchors given to other classes (a seeded permutation that moves
+  every class): each anchor keeps its meaning, but it describes another class;
 - ``rotated``: the text anchors times a seeded random orthogonal matrix, so the anchors keep
   their similarities to each other but lose any relation to the encoder's space;
+- ``random``: seeded random unit vectors as wide as the text anchors: no meaning at all;
 - ``prototypes``: visual prototypes, the normalised class means of the pretrained backbone's
   features over the training set (the paper's "visual prototype" ablation; unlike the text
   anchors they look at the training data).
+
+The seeded controls draw from the run's seed, so a study paired by seed pairs each seed's text
+anchors with that seed's control.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from stakes_core.metrics.accuracy import image_batches
 if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
 
-ANCHOR_SOURCES = ("text", "rotated", "prototypes")
+ANCHOR_SOURCES: dict[str, str] = {
+    "text": "text (the paper's)",
+    "permuted": "text, given to other classes",
+    "rotated": "text, randomly rotated",
+    "random": "random unit vectors",
+    "prototypes": "visual prototypes",
+}
+"""Each anchor source and its short label."""
 
 
 def check_anchor_source(source: str) -> str:
@@ -31,6 +44,28 @@ def check_anchor_source(source: str) -> str:
     if source not in ANCHOR_SOURCES:
         raise ConfigError(f"anchor source '{source}' is not one of {', '.join(ANCHOR_SOURCES)}")
     return source
+
+
+def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A seeded permutation of ``range(n)`` that moves every element (``n ≥ 2``)."""
+    if n < 2:
+        raise ConfigError("permuted anchors need at least two classes")
+    while True:
+        order = torch.randperm(n, generator=generator)
+        if not (order == torch.arange(n)).any():
+            return order
+
+
+def permuted_anchors(anchors: torch.Tensor, seed: int) -> torch.Tensor:
+    """The anchors with rows shuffled by a seeded :func:`derangement`: class c gets another
+    class's anchor, and the set of anchors (so ``AᵀA``) is unchanged."""
+    return anchors[derangement(anchors.shape[0], torch.Generator().manual_seed(seed))]
+
+
+def random_anchors(num_classes: int, width: int, seed: int) -> torch.Tensor:
+    """``num_classes`` seeded random unit vectors of ``width`` (float32, CPU)."""
+    draws = torch.randn(num_classes, width, generator=torch.Generator().manual_seed(seed))
+    return F.normalize(draws, dim=1)
 
 
 def random_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -33,7 +33,7 @@ class Adv(UnlearningMethod[ProxyConfig]):
         self.model = trainable_copy(ctx.original)
         self.optimizer = sgd_for(self.model.parameters(), self.config)
         self.proxy_images, self.proxy_targets = ctx.proxy_set(
-            self.config.n_adv, self.config.pgd, self.config.target_rule, self.timer
+            self.config.n_adv, self.config.pgd, self.config.target_rule, self.timer, target_tau=self.config.target_tau
         )
 
     def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterator[ProxyBatch]:

@@ -11,6 +11,7 @@ autograd records no parameter-gradient work), and many attacks run as one batch.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -98,12 +99,22 @@ def _step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, config: PGDC
     return clamp_to_ball(delta, config.eps)
 
 
-def draw_targets(labels: torch.Tensor, num_classes: int, rule: str, generator: torch.Generator) -> torch.Tensor:
+def draw_targets(
+    labels: torch.Tensor,
+    num_classes: int,
+    rule: str,
+    generator: torch.Generator,
+    similarity: torch.Tensor | None = None,
+    tau: float = 0.1,
+) -> torch.Tensor:
     """Random attack targets that differ from ``labels``.
 
     ``"uniform_other"`` (default) draws uniformly among the other classes. ``"authors"``
     reproduces the official code (quirk Q5): a uniform draw, replaced by ``num_classes // 2``
     when it hits the label — which can still equal the label for class ``num_classes // 2``.
+    ``"semantic"`` draws class j ≠ y with probability ∝ exp(similarity[y, j] / tau), where
+    ``similarity`` is the anchors' ``C × C`` cosine matrix: a forgotten image is pushed towards
+    the classes whose descriptions are nearest its own, as a retrained model tends to err.
     """
     if rule == "uniform_other":
         offset = torch.randint(1, num_classes, labels.shape, generator=generator)
@@ -111,4 +122,12 @@ def draw_targets(labels: torch.Tensor, num_classes: int, rule: str, generator: t
     if rule == "authors":
         draw = torch.randint(0, num_classes, labels.shape, generator=generator)
         return torch.where(draw == labels, torch.full_like(draw, num_classes // 2), draw)
-    raise ValueError(f"unknown target rule '{rule}' (choose 'uniform_other' or 'authors')")
+    if rule == "semantic":
+        if similarity is None or similarity.shape != (num_classes, num_classes):
+            raise ValueError(f"semantic targets need the {num_classes} × {num_classes} anchor similarity matrix")
+        if tau <= 0:
+            raise ValueError(f"semantic targets need a temperature tau > 0, got {tau}")
+        logits = similarity.double().cpu()[labels.cpu()] / tau
+        logits[torch.arange(labels.numel()), labels.cpu()] = -math.inf
+        return torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator).flatten()
+    raise ValueError(f"unknown target rule '{rule}' (choose 'uniform_other', 'authors' or 'semantic')")

@@ -30,9 +30,25 @@ class Hyperparameter:
     choices: tuple[str, ...] | None = None
 
 
-def hyperparameter(default: Any, help: str, key: bool = False, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with its help line, dashboard flag and allowed values in its metadata."""
-    return dataclasses.field(default=default, metadata={"help": help, "key": key, "choices": choices})
+def hyperparameter(
+    default: Any, help: str, key: bool = False, choices: tuple[str, ...] | None = None, added: bool = False
+) -> Any:
+    """A config field with its help line, dashboard flag and allowed values in its metadata.
+
+    ``added`` marks a hyperparameter added after runs were stored: at its default it is left out
+    of run keys (:func:`keyed_values`), so those runs keep their keys."""
+    metadata = {"help": help, "key": key, "choices": choices, "added": added}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def keyed_values(config: Any) -> dict[str, Any]:
+    """The hyperparameters of ``config`` that identify a run: every field, except an ``added``
+    one left at its default."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if not (f.metadata.get("added") and getattr(config, f.name) == f.default)
+    }
 
 
 def new_default(config_class: type, name: str, default: Any) -> Any:
@@ -154,10 +170,22 @@ class ProxyConfig(SGDMethodConfig):
     )
     target_rule: str = hyperparameter(
         "uniform_other",
-        "how attack targets are drawn: uniform_other (any other class, the paper) or authors "
-        "(collisions go to class C//2, Q5); unit: a choice",
-        choices=("uniform_other", "authors"),
+        "how attack targets are drawn: uniform_other (any other class, the paper), authors "
+        "(collisions go to class C//2, Q5) or semantic (class j with probability ∝ exp(cos(a_y, a_j)/target_tau): "
+        "towards the classes whose anchors are nearest); unit: a choice",
+        key=True,
+        choices=("uniform_other", "authors", "semantic"),
     )
+    target_tau: float = hyperparameter(
+        0.1,
+        "temperature of the semantic target rule; lower sends more targets to the nearest anchor's class, higher "
+        "approaches uniform; unit: cosine units",
+        added=True,
+    )
+
+    def __post_init__(self) -> None:
+        if self.target_tau <= 0:
+            raise ConfigError(f"target_tau must be > 0 (a temperature), got {self.target_tau}")
 
     @property
     def pgd(self) -> PGDConfig:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from stakes_core.anchors.build import anchor_similarity
 from stakes_core.data import ImageDataset, retain_indices, to_float
 from stakes_core.infra.accel import DEFAULT, Acceleration
 from stakes_core.methods.access import RetainAccessError
@@ -83,21 +84,23 @@ class UnlearnContext:
         target_rule: str,
         timer: Timer,
         attacked: torch.nn.Module | None = None,
+        target_tau: float = 0.1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Targeted L2-PGD examples of the forget set, ``n_adv`` per instance, labelled with their
         targets (the retain-set stand-in). Cached per settings, so methods sharing them share
         one set; a method served from the cache is still charged the generation time in its
         ``"proxy"`` phase, so its seconds are those of a request that ran alone. ``attacked``
-        defaults to the original model."""
+        defaults to the original model; ``target_tau`` is the temperature of the ``"semantic"``
+        target rule, which draws targets by the similarity of this run's anchors."""
         attacked = attacked if attacked is not None else self.original
-        key = (n_adv, pgd, target_rule, id(attacked), self.accel)
+        key = (n_adv, pgd, target_rule, target_tau if target_rule == "semantic" else None, id(attacked), self.accel)
         with _LOCKS_GUARD:
             lock = self.proxy_locks.setdefault(key, threading.Lock())
         with lock:
-            return self._proxy_set(key, attacked, n_adv, pgd, target_rule, timer)
+            return self._proxy_set(key, attacked, n_adv, pgd, (target_rule, target_tau), timer)
 
     def _proxy_set(
-        self, key: Any, attacked: torch.nn.Module, n_adv: int, pgd: PGDConfig, target_rule: str, timer: Timer
+        self, key: Any, attacked: torch.nn.Module, n_adv: int, pgd: PGDConfig, rule: tuple[str, float], timer: Timer
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if key in self.proxy_cache:
             images, targets, seconds = self.proxy_cache[key]
@@ -112,8 +115,10 @@ class UnlearnContext:
                 n_adv,
                 self.dataset.num_classes,
                 pgd,
-                target_rule,
+                rule[0],
                 torch.Generator().manual_seed(self.seed),
+                target_similarity=anchor_similarity(self.anchors) if rule[0] == "semantic" else None,
+                target_tau=rule[1],
                 progress=self.progress,
                 accel=self.accel,
             )

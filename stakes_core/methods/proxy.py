@@ -23,6 +23,8 @@ def build_proxy_set(
     target_rule: str,
     generator: torch.Generator,
     batch_size: int = 128,
+    target_similarity: torch.Tensor | None = None,
+    target_tau: float = 0.1,
     attack_chunk: int = 2048,
     progress: bool = False,
     accel: Acceleration = DEFAULT,
@@ -30,7 +32,8 @@ def build_proxy_set(
     """The proxy set in the authors' order (per forget batch of ``batch_size``, ``n_adv``
     repetitions of that batch), attacked ``attack_chunk`` images at a time in eval mode (all
     k·n_adv attacks in one batch up to that size; with ``accel.channels_last``, on a
-    channels_last copy of ``model``)."""
+    channels_last copy of ``model``). ``target_similarity`` and ``target_tau`` serve the
+    ``"semantic"`` target rule (:func:`~stakes_core.methods.attacks.draw_targets`)."""
     if n_adv < 1:
         raise ConfigError(f"n_adv must be ≥ 1, got {n_adv}")
     sources, targets = [], []
@@ -38,7 +41,8 @@ def build_proxy_set(
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         for _ in range(n_adv):
             sources.append(x)
-            targets.append(draw_targets(y.cpu(), num_classes, target_rule, generator).to(y.device))
+            drawn = draw_targets(y.cpu(), num_classes, target_rule, generator, target_similarity, target_tau)
+            targets.append(drawn.to(y.device))
     sources_all, targets_all = torch.cat(sources), torch.cat(targets)
     with eval_mode(model):
         attacked = accel.model(copy.deepcopy(model)) if accel.channels_last else model

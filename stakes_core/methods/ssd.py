@@ -194,7 +194,7 @@ class SSD(SelectiveDampening[SSDConfig]):
     def importance_batches(self, ctx: UnlearnContext, generator: torch.Generator) -> list[Batch]:
         """The stand-in for D: the forget set and the shared proxy set, shuffled together."""
         proxy_images, proxy_targets = ctx.proxy_set(
-            self.config.n_adv, self.config.pgd, self.config.target_rule, self.timer
+            self.config.n_adv, self.config.pgd, self.config.target_rule, self.timer, target_tau=self.config.target_tau
         )
         images = torch.cat([ctx.forget_images, proxy_images])
         labels = torch.cat([ctx.forget_labels, proxy_targets])

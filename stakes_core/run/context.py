@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
-from stakes_core.anchors.variants import check_anchor_source, prototype_anchors, rotated_anchors
+from stakes_core.anchors.variants import (
+    check_anchor_source,
+    permuted_anchors,
+    prototype_anchors,
+    random_anchors,
+    rotated_anchors,
+)
 from stakes_core.data import ImageDataset, choose_forget_indices, choose_probe_indices, create_dataset
 from stakes_core.infra.accel import Acceleration
 from stakes_core.infra.errors import ConfigError
@@ -102,10 +108,14 @@ def prepare_context(config: ExperimentConfig, progress: bool = True) -> tuple[Un
 def source_anchors(
     config: ExperimentConfig, descriptions: dict[str, list[str]], original: BackboneModule, dataset: ImageDataset
 ) -> torch.Tensor:
-    """The anchors of ``config.anchor_source``: text anchors, rotated text anchors or prototypes."""
+    """The anchors of ``config.anchor_source`` (:mod:`stakes_core.anchors.variants`): the text
+    anchors, one of their seeded controls, or the visual prototypes."""
     source = check_anchor_source(config.anchor_source)
     if source == "prototypes":
         images, labels = dataset.train_images, dataset.train_labels
         return prototype_anchors(original, images, labels, dataset.num_classes, config.device)
     anchors = build_anchors(descriptions, config.encoder)
-    return rotated_anchors(anchors, config.seed) if source == "rotated" else anchors
+    if source == "random":
+        return random_anchors(anchors.shape[0], anchors.shape[1], config.seed)
+    controls = {"permuted": permuted_anchors, "rotated": rotated_anchors}
+    return controls[source](anchors, config.seed) if source in controls else anchors

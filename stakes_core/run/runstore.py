@@ -44,6 +44,7 @@ from stakes_core.infra.cache import atomic_write_bytes, cache_root, config_key, 
 from stakes_core.infra.errors import StakesError
 from stakes_core.infra.locks import file_lock
 from stakes_core.methods import METHODS, StepRecord, create_method
+from stakes_core.methods.config import keyed_values
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.environment import code_versions
 from stakes_core.run.experiment import run_experiment
@@ -74,13 +75,14 @@ def store_root(root: str | Path | None = None) -> Path:
 def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict with every method's hyperparameters spelled out in full, so settings that
     name a default explicitly and settings that leave it out are the same run. The paper's
-    stopping target (``stop_at="zero"``) is left out, so runs stored before the option existed
-    keep their keys."""
+    stopping target (``stop_at="zero"``) and hyperparameters added later, at their defaults
+    (:func:`~stakes_core.methods.config.keyed_values`), are left out, so runs stored before those
+    options existed keep their keys."""
     data = json.loads(json.dumps(config))
     if data.get("stop_at", "zero") == "zero":
         data.pop("stop_at", None)
     data["method_configs"] = {
-        name: asdict(create_method(name, **data.get("method_configs", {}).get(name, {})).config)
+        name: keyed_values(create_method(name, **data.get("method_configs", {}).get(name, {})).config)
         for name in data["methods"]
     }
     return data

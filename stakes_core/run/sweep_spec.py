@@ -48,7 +48,7 @@ FIELDS: dict[str, Field] = {
     "method": Field(str, "unlearning method (each cell runs one)"),
     "encoder": Field(str, "anchor encoder: minilm, clip:ARCH/PRETRAINED, random:DIM"),
     "descriptions": Field(str, "shipped description set or a JSON file"),
-    "anchors": Field(str, "anchor source: text, rotated or prototypes"),
+    "anchors": Field(str, "anchor source: text, permuted, rotated, random or prototypes"),
     "precision": Field(str, "fp32 or bf16"),
     "channels_last": Field(bool, "NHWC memory layout"),
     "from_scratch": Field(bool, "pretrain here instead of loading the shipped checkpoint"),
