@@ -131,13 +131,13 @@ def chosen_methods() -> list[str]:
     return [m for m in method_choices() if st.session_state.get(f"cfg_method.{m}")]
 
 
-def overrides() -> list[str]:
-    """``method.key=value`` for every exposed hyperparameter of the chosen methods (values as
-    JSON, strings as they are: what ``experiment_config`` parses)."""
+def overrides(methods: list[str]) -> list[str]:
+    """``method.key=value`` for every exposed hyperparameter of ``methods`` (values as JSON,
+    strings as they are: what ``experiment_config`` parses)."""
     state = st.session_state
     return [
         f"{method}.{hp.name}={value if isinstance(value, str) else json.dumps(value)}"
-        for method in chosen_methods()
+        for method in methods
         for hp in key_hyperparameters(method)
         if (value := state.get(hp_key(method, hp.name))) is not None
     ]
@@ -165,7 +165,7 @@ def current_config(methods: list[str] | None = None, descriptions: str | None = 
     try:
         config = experiment_config(
             state["cfg_preset"], k=k, seed=int(state["cfg_seed"]), methods=methods,
-            overrides=[o for o in overrides() if o.split(".", 1)[0] in methods],
+            overrides=overrides(methods),
             encoder=state["cfg_encoder"], descriptions=descriptions or state["cfg_descriptions"],
             anchor_source=state.get("cfg_anchor_source", "text"),
             from_scratch=bool(state.get("cfg_from_scratch", False)),

@@ -217,8 +217,8 @@ def test_key_hyperparameters_are_the_dashboards() -> None:
     keys = {name: {h.name for h in hyperparameters(name) if h.key} for name in list_methods()}
     basic = {"lr", "max_epochs"}
     assert keys["neggrad"] == keys["oracle"] == basic
-    assert keys["adv"] == basic | {"n_adv", "pgd_eps"} and keys["l2ul"] == keys["adv"] | {"reg_lambda"}
-    assert keys["structguard"] == keys["l2ul"] | {"projector_lr", "align_weight", "cr_weight"}
+    assert keys["adv"] == basic | {"n_adv", "pgd_eps", "target_rule"} and keys["l2ul"] == keys["adv"] | {"reg_lambda"}
+    assert keys["structguard"] == keys["l2ul"] | {"projector_lr", "align_weight", "cr_weight", "structure_space"}
     importance = next(h for h in hyperparameters("structguard") if h.name == "importance")
     assert importance == Hyperparameter("importance", "one_pass", str, importance.help, False,
                                         ("one_pass", "authors", "authors_cycling"))

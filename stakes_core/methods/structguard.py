@@ -40,6 +40,11 @@ Quirks of the official code (method.md §9) are options whose defaults follow th
   statistics. The three agree up to the weighting of the last partial cycle (``one_pass``)
   or to floating-point rounding (``authors`` vs ``authors_cycling``).
 
+``structure_space`` (default ``"paper"``) says where ``S`` is measured: the paper's space, or
+``conse`` / ``text_map``, where the anchors' meaning enters the loss
+(:mod:`stakes_core.methods.structure_space` gives their formulas). The collapse metric is always
+measured in the paper's space, so runs of every space are compared on one scale.
+
 ``bn_stats="frozen"`` (an option of every method, off by default) freezes the batch norm of
 the backbone g only. The projector's batch norm stays in train mode: the projector starts
 random, and its running statistics start at mean 0 and variance 1, not those of g(x), so it
@@ -69,6 +74,13 @@ from stakes_core.methods.context import UnlearnContext
 from stakes_core.methods.importance import BatchStatsRecorder, cycle_visits
 from stakes_core.methods.projector import ProjectedClassifier, Projector
 from stakes_core.methods.sgd import SGD
+from stakes_core.methods.structure_space import (
+    STRUCTURE_SPACES,
+    Embed,
+    fit_text_map,
+    fitting_targets,
+    space_embedder,
+)
 from stakes_core.methods.training import (
     LossAndTerms,
     ProxyBatch,
@@ -136,6 +148,36 @@ class StructGuardConfig(ProxyConfig):
         "or authors_cycling (its literal loop, slow), Q6; unit: a choice",
         choices=("one_pass", "authors", "authors_cycling"),
     )
+    structure_space: str = hyperparameter(
+        "paper",
+        "where L_align measures structure: paper (S = norm(V)·Aᵀ, the anchors enter only through AᵀA), conse (the "
+        "predicted class mixture of the anchors) or text_map (a fitted linear map into the anchor space); unit: a "
+        "choice",
+        key=True,
+        choices=STRUCTURE_SPACES,
+        added=True,
+    )
+    conse_top: int = hyperparameter(
+        3, "classes T of the predicted mixture in the conse space; higher mixes in less likely classes; unit: "
+        "classes, 1 to C", added=True
+    )
+    text_map_tau: float = hyperparameter(
+        0.1, "temperature of the text map's cosine classifier; lower fits sharper predictions; unit: cosine units",
+        added=True,
+    )
+    text_map_steps: int = hyperparameter(
+        300, "full-batch Adam steps that fit the text map before unlearning; more fits it closer; unit: steps",
+        added=True,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.conse_top < 1:
+            raise ConfigError(f"conse_top must be ≥ 1 (a number of classes), got {self.conse_top}")
+        if self.text_map_tau <= 0:
+            raise ConfigError(f"text_map_tau must be > 0 (a temperature), got {self.text_map_tau}")
+        if self.text_map_steps < 1:
+            raise ConfigError(f"text_map_steps must be ≥ 1, got {self.text_map_steps}")
 
     @classmethod
     def as_released(cls, **overrides: Any) -> "StructGuardConfig":
@@ -161,8 +203,9 @@ class StructGuard(UnlearningMethod[StructGuardConfig]):
                 )
             attacked = ctx.unlearned["l2ul"]
         self.proxy_images, self.proxy_targets = ctx.proxy_set(
-            cfg.n_adv, cfg.pgd, cfg.target_rule, self.timer, attacked=attacked
+            cfg.n_adv, cfg.pgd, cfg.target_rule, self.timer, attacked=attacked, target_tau=cfg.target_tau
         )
+        self.embed = self.structure_embedder(ctx)
         self.model = trainable_copy(ctx.original)
         generator = torch.Generator().manual_seed(ctx.seed)
         self.projector = Projector(self.model.feature_dim, ctx.anchors.shape[1], generator).to(ctx.device).train()
@@ -203,20 +246,40 @@ class StructGuard(UnlearningMethod[StructGuardConfig]):
     def epoch_batches(self, ctx: UnlearnContext, epoch: int) -> Iterator[ProxyBatch]:
         return paired_with_forget(ctx, self.proxy_images, self.proxy_targets, self.config.batch_size)
 
+    def structure_reference(self, ctx: UnlearnContext) -> BackboneModule:
+        """The frozen model whose structure ``S^ori`` the steps keep: the original."""
+        return ctx.original
+
+    def structure_embedder(self, ctx: UnlearnContext) -> Embed:
+        """The embedding of ``structure_space``; ``text_map`` fits its map here, on the forget and
+        proxy images with the reference model's predictions as targets."""
+        cfg = self.config
+        text_map = None
+        if cfg.structure_space == "text_map":
+            with self.timer.phase("text_map"):
+                reference = self.structure_reference(ctx)
+                features, probabilities = fitting_targets(reference, torch.cat([ctx.forget_images, self.proxy_images]))
+                generator = torch.Generator().manual_seed(ctx.seed)
+                text_map = fit_text_map(
+                    features, probabilities, ctx.anchors, cfg.text_map_tau, cfg.text_map_steps, generator
+                )
+        return space_embedder(cfg.structure_space, ctx.anchors, ctx.dataset.num_classes, cfg.conse_top, text_map)
+
     def original_structure(self, ctx: UnlearnContext, x: torch.Tensor) -> torch.Tensor:
-        """``S^ori`` of a proxy batch under the frozen original model (eval mode)."""
+        """``S^ori`` of a proxy batch under the frozen reference model (eval mode)."""
         with torch.no_grad():
-            features = ctx.original.eval().features(x)
-            if ctx.projection is not None:
-                features = features @ ctx.projection.to(features.device)
-            return affinities(features, ctx.anchors)
+            reference = self.structure_reference(ctx).eval()
+            features = reference.features(x)
+            view = features @ ctx.projection.to(features.device) if ctx.projection is not None else features
+            return affinities(self.embed(features, view, reference.classifier), ctx.anchors)
 
     def alignment_loss(
         self, ctx: UnlearnContext, x: torch.Tensor, projector: Projector
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``L_align`` of a proxy batch, and the projected features (for ``L_ret``)."""
         out, view = projector.outputs_and_view(self.model.features(x))
-        return structure_discrepancy(self.original_structure(ctx, x), affinities(view, ctx.anchors)), out
+        current = affinities(self.embed(out, view, self.model.classifier), ctx.anchors)
+        return structure_discrepancy(self.original_structure(ctx, x), current), out
 
     def loss(self, ctx: UnlearnContext, batch: ProxyBatch, epoch: int, index: int, step: int) -> LossAndTerms:
         cfg = self.config

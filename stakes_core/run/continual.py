@@ -38,7 +38,7 @@ from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import METHODS, ProjectedClassifier, StepRecord, UnlearnContext, create_method
 from stakes_core.methods.structguard import StructGuard
 from stakes_core.metrics.accuracy import accuracy
-from stakes_core.metrics.structure import StructureProbe, affinities, structure_discrepancy
+from stakes_core.metrics.structure import StructureProbe, structure_discrepancy
 from stakes_core.run.config import ExperimentConfig
 
 if TYPE_CHECKING:
@@ -221,12 +221,8 @@ class ReferencedStructGuard(StructGuard):
         for name, parameter in innermost_backbone(self.model).named_parameters():
             self.reference[names[id(parameter)]] = source[name].detach().clone().to(parameter.device)
 
-    def original_structure(self, ctx: UnlearnContext, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            features = self.reference_model.eval().features(x)  # type: ignore[operator]
-            if ctx.projection is not None:
-                features = features @ ctx.projection.to(features.device)
-            return affinities(features, ctx.anchors)
+    def structure_reference(self, ctx: UnlearnContext) -> BackboneModule:
+        return self.reference_model  # type: ignore[return-value]
 
 
 # --- one round -----------------------------------------------------------------------------------
