@@ -2,7 +2,7 @@
 
 Figures across runs (collapse curves, collapse against trade-off) use every run found under the
 path; the per-model analyses (affinities, embedding, per-class accuracy and prediction matrices,
-Grad-CAM, retrieval, privacy, the loss attack) and every
+Grad-CAM, retrieval, privacy, the loss attack), the anchors' agreement with the original model and every
 figure registered with :func:`~stakes_core.figures.registry.register_figure` run for each run
 whose unlearned models were saved. Timings and the numbers behind the bar charts go to
 ``analysis.json`` beside each run's figures.
@@ -29,12 +29,14 @@ from stakes_core.analysis import (
     load_run,
     tradeoff_points,
 )
+from stakes_core.analysis.anchor_agreement import anchor_model_agreement
 from stakes_core.analysis.changes import per_class_accuracy, prediction_matrices
 from stakes_core.analysis.gradcam import gradcam_view
 from stakes_core.analysis.membership import loss_attack_view
 from stakes_core.analysis.privacy import privacy_view
 from stakes_core.analysis.retrieval import retrieval_images, retrieval_view
 from stakes_core.anchors.build import anchor_similarity
+from stakes_core.figures.anchor_agreement import anchor_agreement_figure
 from stakes_core.figures.changes import per_class_accuracy_figure, prediction_matrices_figure
 from stakes_core.figures.curves import collapse_curves_figure, collapse_tradeoff_figure
 from stakes_core.figures.embedding import embedding_figure
@@ -123,7 +125,7 @@ def _run_figures(
     }
     registered = FIGURES.names()
     bar = tqdm(
-        total=3 * len(methods) + 5 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
+        total=3 * len(methods) + 6 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
     )
     for method in methods:
         view = timed(f"affinity {method}", lambda: affinity_view(run, method, chosen))
@@ -156,6 +158,14 @@ def _run_figures(
     attacks = timed("loss attack", lambda: loss_attack_view(run, methods, seed=seed))
     figures["loss_attack"] = loss_attack_figure(attacks)
     bar.update()
+    agreement = timed("anchor agreement", lambda: anchor_model_agreement(
+        run.context.anchors, run.context.original, run.dataset, run.device, seed=seed
+    ))
+    for view, result in agreement.items():
+        figures[f"anchor_agreement_{view}"] = anchor_agreement_figure(
+            result, run.dataset.classes, view, run.result.config["encoder"]
+        )
+    bar.update()
     for name in registered:
         figures[name] = timed(f"figure {name}", lambda: FIGURES.get(name)(run))
         bar.update()
@@ -168,6 +178,8 @@ def _run_figures(
         "loss_attack": {name: {"accuracy": attack.accuracy, "auc": attack.auc}
                         for name, attack in attacks.attacks.items()},
         "instances": {"kinds": list(chosen.kinds), "indices": list(chosen.indices)},
+        "anchor_agreement": {view: {"rho": r.rho, "p_value": r.p_value, "permutations": r.permutations}
+                             for view, r in agreement.items()},
     }
     (out / "analysis.json").write_text(json.dumps(summary, indent=2))
     report.files.append(out / "analysis.json")
