@@ -244,7 +244,7 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
     assert not after_run.exception and not after_run.error, (page, messages(after_run))
     charts = after_run.get("plotly_chart")
     expected_charts = {"compare": 0, "structure": 3, "changes": 2, "embedding": 1, "gradcam": 1, "retrieval": 2,
-                       "stakes": 2}[page]
+                       "stakes": 3}[page]
     assert len(charts) == expected_charts, page
     if page == "compare":
         assert len(after_run.get("download_button")) == 3
@@ -270,8 +270,11 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
         assert list(method.options) == ["NegGrad", "StructGuard"]
         method.set_value("structguard").run()
         assert not after_run.exception and len(after_run.get("plotly_chart")) == 2, messages(after_run)
-    if page == "stakes":  # nothing edited: nothing new to run
+    if page == "stakes":  # nothing edited: nothing new to run; the anchors' agreement with the model is shown
         assert not after_run.button and any("Edit a description" in text for text in messages(after_run)["info"])
+        assert [m.label for m in after_run.metric] == ["ρ with the cosine of class-mean features",
+                                                        "ρ with the soft confusion"]
+        assert all(-1 <= float(m.value) <= 1 and not m.delta for m in after_run.metric)
 
 
 def test_a_selection_feeds_grad_cam_and_retrieval(after_run: AppTest) -> None:
@@ -292,6 +295,56 @@ def test_broken_descriptions_are_refused_in_the_stakes_page(after_run: AppTest) 
     after_run.run()
     assert not after_run.exception
     assert any("cannot be encoded" in text for text in messages(after_run)["error"])
+
+
+def test_the_stakes_page_measures_the_agreement_of_edited_descriptions(after_run: AppTest) -> None:
+    """An edit recomputes ρ against the model (cached) and says how far it moved from the shipped anchors."""
+    unedited = {"edited_rows": {}, "added_rows": [], "deleted_rows": []}
+    after_run.session_state["stakes_editor"] = unedited  # another test may have left an edit
+    after_run.switch_page("views/stakes.py").run()
+    shipped = [float(m.value) for m in after_run.metric]
+    assert len(shipped) == 2, messages(after_run)
+    after_run.session_state["stakes_editor"] = {**unedited, "edited_rows": {0: {"attributes": "seven; crossed stem"}}}
+    try:
+        after_run.run()
+        assert not after_run.exception and not after_run.error, messages(after_run)
+        edited = [float(m.value) for m in after_run.metric]
+        assert edited != shipped
+        assert all(m.delta.endswith(" vs shipped") for m in after_run.metric)
+        after_run.radio(key="stakes_agreement_view").set_value("confusion").run()
+        assert "soft confusion" in after_run.get("plotly_chart")[2].proto.spec
+    finally:
+        after_run.session_state["stakes_editor"] = unedited
+
+
+def test_the_stakes_page_offers_the_spaces_where_the_anchors_meaning_counts(after_run: AppTest) -> None:
+    """Unedited shipped anchors in the paper's space: nothing new to run; in the ConSE space or
+    with semantic targets, a StructGuard run is offered."""
+    after_run.session_state["stakes_editor"] = {"edited_rows": {}, "added_rows": [], "deleted_rows": []}
+    after_run.switch_page("views/stakes.py").run()
+    space = after_run.radio(key="cfg_hp.structguard.structure_space")
+    assert list(space.options) == ["the paper's (S = norm(V)·Aᵀ)", "ConSE (predicted mix of anchors)",
+                                   "text map (features mapped to the anchors)"] and not after_run.button
+    try:
+        space.set_value("conse").run()
+        assert not after_run.exception and any("AAᵀ" in c.value for c in after_run.caption), messages(after_run)
+        assert any(b.label.startswith("Run StructGuard") for b in after_run.button)
+        space.set_value("paper").run()
+        after_run.radio(key="cfg_hp.structguard.target_rule").set_value("semantic").run()
+        assert any(b.label.startswith("Run StructGuard") for b in after_run.button)
+    finally:
+        after_run.session_state["cfg_hp.structguard.structure_space"] = "paper"
+        after_run.session_state["cfg_hp.structguard.target_rule"] = "uniform_other"
+
+
+def test_the_stakes_page_does_not_train_a_model_to_compare_with(tmp_path, monkeypatch) -> None:
+    """From scratch with no model trained here yet, the diagnostic points to the Setup page instead."""
+    monkeypatch.setenv("STAKES_CACHE_DIR", str(tmp_path))
+    at = open_app()
+    at.session_state["cfg_from_scratch"] = True
+    at.switch_page("views/stakes.py").run()
+    assert not at.exception and not at.metric, messages(at)
+    assert any("not been trained on this machine yet" in text for text in messages(at)["info"])
 
 
 def test_two_sessions_with_different_settings_each_get_their_own_run() -> None:

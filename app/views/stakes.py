@@ -1,21 +1,69 @@
 """Stakes: the anchors. Edit the descriptions, re-encode, see the anchor similarities change,
-and run StructGuard with the edited anchors."""
+check whether they agree with what the pretrained model sees, and run StructGuard with the
+edited anchors."""
 
 import json
 
 import pandas as pd
 import streamlit as st
+import torch
 
+from stakes_core.analysis.anchor_agreement import MODEL_VIEWS, anchor_agreement, model_similarities
 from stakes_core.anchors import DescriptionsError, class_prompt, load_descriptions, match_classes, parse_attributes
 from stakes_core.anchors.build import anchor_similarity, mean_off_diagonal
 from stakes_core.figures import anchor_similarity_figure
-from stakes_core.run.context import load_dataset
+from stakes_core.figures.anchor_agreement import MODEL_TITLES, agreement_words, anchor_agreement_figure
+from stakes_core.infra.cache import TensorCache, config_key
+from stakes_core.methods import hyperparameters
+from stakes_core.methods.structure_space import STRUCTURE_SPACES
+from stakes_core.models.pretrain import PretrainConfig, checkpoint_config
+from stakes_core.models.shipped import find_shipped
+from stakes_core.run.config import ExperimentConfig, resolve_device
+from stakes_core.run.context import dataset_with_fingerprint, load_dataset, pretrained_model
 from stakes_core.run.runstore import stored_descriptions
 
 import cached
 import lab
 from progress import run_with_progress
 from widgets import run_table
+
+
+def model_ready(config: ExperimentConfig) -> bool:
+    """Whether the pretrained model of ``config`` loads without training (shipped, or trained here before)."""
+    checkpoint = checkpoint_config(PretrainConfig(**config.pretrain), dataset_with_fingerprint(config)[1])
+    if not config.from_scratch and find_shipped(checkpoint) is not None:
+        return True
+    return TensorCache("checkpoints").exists(config_key(checkpoint))
+
+
+SPACE_LABELS = {"paper": "the paper's (S = norm(V)·Aᵀ)", "conse": "ConSE (predicted mix of anchors)",
+                "text_map": "text map (features mapped to the anchors)"}
+SPACE_NOTES = {
+    "paper": "The paper's space: the loss sees the anchors only through AᵀA, so which class gets which description "
+             "cannot matter.",
+    "conse": "Each image becomes the mix of its top classes' anchors, weighted by the model's probabilities: the "
+             "similarity of the descriptions to each other (AAᵀ) enters the loss, so pairing matters.",
+    "text_map": "A linear map from the features into the anchor space is fitted before unlearning, on the forget and "
+                "proxy images, so that the anchors classify like the original model; the structure is measured "
+                "there.",
+}
+TARGET_LABELS = {"uniform_other": "any other class (the paper)", "semantic": "semantically near classes",
+                 "authors": "as released (clashes go to class C//2)"}
+
+
+def hyperparameter_help(method: str, name: str) -> str:
+    """The one-line help of a hyperparameter (what it is, its direction and unit)."""
+    return next(hp.help for hp in hyperparameters(method) if hp.name == name)
+
+
+@st.cache_resource(show_spinner="Measuring how alike the pretrained model finds the classes…", max_entries=4)
+def model_side(model_key: str, _config: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """The pretrained model's class similarities, once per model (``model_key`` names it; an
+    edit of the descriptions only recomputes the anchor side)."""
+    device = resolve_device(_config.device)
+    model = pretrained_model(_config, progress=False).model.to(device)
+    return model_similarities(model, load_dataset(_config), device)
+
 
 st.title("Stakes")
 st.markdown(
@@ -60,9 +108,47 @@ right.plotly_chart(anchor_similarity_figure(after, classes, f"{encoder}, edited 
 st.caption(f"Mean cosine between different classes' anchors went from {mean_off_diagonal(before):.2f} to "
            f"{mean_off_diagonal(after):.2f} (lower = the anchors are more spread out).")
 
+st.subheader("Do the stakes agree with the model?")
+st.caption("For every pair of classes: how alike their anchors are (cosine), and how alike the pretrained model "
+           "finds them, by its features (cosine of the class means, training images) or by its mistakes (soft "
+           "confusion on the test images). Spearman ρ ranks the pairs both ways; p is the share of 10,000 "
+           "shufflings of the model's classes that agree as well (one-sided). Stakes can only help where the "
+           "descriptions describe what the model sees: edit one and watch ρ. The alignment loss itself cannot see "
+           "this pairing (`AᵀA` is the same under any shuffling of the anchors' classes).")
+if model_ready(config):
+    model_key = json.dumps({"dataset": config.dataset, "pretrain": config.pretrain,
+                            "from_scratch": config.from_scratch, "device": config.device}, sort_keys=True)
+    similarities = model_side(model_key, config)
+    agreement = {view: anchor_agreement(after, similarity) for view, similarity in similarities.items()}
+    shipped_rho = {view: anchor_agreement(before, similarity).rho
+                   for view, similarity in similarities.items()} if changed else {}
+    for column, (view, result) in zip(st.columns(len(agreement)), agreement.items()):
+        column.metric(f"ρ with the {MODEL_TITLES[view].removeprefix('model: ')}", f"{result.rho:+.2f}",
+                      delta=f"{result.rho - shipped_rho[view]:+.2f} vs shipped" if changed else None,
+                      help=f"{MODEL_VIEWS[view]}; {agreement_words(result)}")
+        column.caption(f"p = {result.p_value:.2g} ({result.n_pairs} class pairs)")
+    view = st.radio("Model side of the figure", list(MODEL_VIEWS), horizontal=True, key="stakes_agreement_view",
+                    format_func=lambda name: MODEL_TITLES[name].removeprefix("model: "))
+    st.plotly_chart(anchor_agreement_figure(agreement[view], classes, view,
+                                            f"{encoder}, {'edited' if changed else 'shipped'}"))
+else:
+    st.info("The pretrained model of these settings has not been trained on this machine yet; pretrain it on the "
+            "Setup page to compare it with the anchors.", icon=":material/info:")
+    st.page_link("views/setup.py", label="Pretrain or load the model", icon=":material/model_training:")
+
 st.subheader("StructGuard with these anchors")
 st.caption(f"k = {config.k}, seed {config.seed}, the Setup page's StructGuard hyperparameters and encoder "
            f"'{config.encoder}'.")
+space_column, targets_column = st.columns(2)
+space_column.radio(
+    "Where StructGuard measures structure", STRUCTURE_SPACES, key=lab.hp_key("structguard", "structure_space"),
+    format_func=SPACE_LABELS.get, help=hyperparameter_help("structguard", "structure_space"),
+)
+targets_column.radio(
+    "Attack targets of the proxy set", list(TARGET_LABELS), key=lab.hp_key("structguard", "target_rule"),
+    format_func=TARGET_LABELS.get, help=hyperparameter_help("structguard", "target_rule"),
+)
+st.caption(SPACE_NOTES[st.session_state[lab.hp_key("structguard", "structure_space")]])
 try:
     edited_config = lab.current_config(methods=["structguard"], descriptions=stored_descriptions(descriptions))
 except lab.SettingsError as error:
@@ -70,9 +156,11 @@ except lab.SettingsError as error:
     st.stop()
 edited_config.encoder = encoder
 other_encoder = encoder != config.encoder
-if not changed and not other_encoder:
-    st.info("Edit a description above (or choose another encoder) to run StructGuard with other anchors; "
-            "these are the shipped ones.", icon=":material/edit:")
+semantic = edited_config.method_configs["structguard"].get("structure_space", "paper") != "paper" or (
+    edited_config.method_configs["structguard"].get("target_rule") == "semantic")
+if not changed and not other_encoder and not semantic:
+    st.info("Edit a description above, choose another encoder or a space where the anchors' meaning counts to run "
+            "StructGuard with other stakes; these are the shipped ones in the paper's space.", icon=":material/edit:")
     st.stop()
 directory = lab.stored_run(edited_config)
 if directory is None and st.button(

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from stakes_core.anchors.variants import random_orthogonal
+from stakes_core.anchors.variants import ANCHOR_SOURCES, random_orthogonal
 from stakes_core.methods import METHODS, PAPER_METHODS
 from stakes_core.metrics.structure import affinities, structure_discrepancy
 from stakes_core.report.comparison import VariantComparison
@@ -153,6 +153,14 @@ def anchor_variants(sources: Sequence[str] = ("text", "rotated", "prototypes"),
     arms = [Variant.of(names.get(s, s), anchor_source=s) for s in sources]
     extra = [e for e in dict.fromkeys(encoders) if e not in skip]
     return arms + [Variant.of(f"text anchors, encoder {e}", encoder=e) for e in extra]
+
+
+def space_variants(space: str, sources: Sequence[str] = ("text", "permuted", "random")) -> list[Variant]:
+    """Arms of the anchor controls in one of StructGuard's structure spaces
+    (:mod:`stakes_core.methods.structure_space`): the text anchors first, then each control source."""
+    overrides = (f"structguard.structure_space={space}",) if space != "paper" else ()
+    return [Variant.of(f"{space} / {ANCHOR_SOURCES.get(source, source)}", *overrides, anchor_source=source)
+            for source in sources]
 
 
 def compare_variants(
