@@ -118,7 +118,7 @@ PAGE_READY = [
     ("Embedding", ".js-plotly-plot", 1),
     ("Grad-CAM", ".js-plotly-plot", 1),
     ("Retrieval", ".js-plotly-plot", 2),
-    ("Stakes", ".js-plotly-plot", 2),
+    ("Stakes", ".js-plotly-plot", 3),
     ("Setup", '[data-testid="stImage"]', 1),
 ]
 

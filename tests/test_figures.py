@@ -186,7 +186,7 @@ def test_stakes_figures_writes_every_figure(small_run, tmp_path, capsys) -> None
     expected = [
         "collapse_curves", "collapse_curves_projector", "collapse_vs_tradeoff", "anchor_similarity", "affinity_l2ul",
         "affinity_structguard", "embedding_l2ul", "embedding_structguard", "gradcam", "retrieval_metrics",
-        "retrieval_topk", "privacy", "loss_attack",
+        "retrieval_topk", "privacy", "loss_attack", "anchor_agreement_features", "anchor_agreement_confusion",
     ]
     for name in expected:
         assert (out / f"{name}.html").stat().st_size > 1000, name
@@ -197,6 +197,8 @@ def test_stakes_figures_writes_every_figure(small_run, tmp_path, capsys) -> None
     assert {row["model"] for row in analysis["retrieval"]} == {"original", "l2ul", "structguard"}
     assert set(analysis["loss_attack"]) == {"original", "l2ul", "structguard"}
     assert all(0 <= attack["accuracy"] <= 1 for attack in analysis["loss_attack"].values())
+    assert set(analysis["anchor_agreement"]) == {"features", "confusion"}
+    assert all(-1 <= a["rho"] <= 1 and 0 < a["p_value"] <= 1 for a in analysis["anchor_agreement"].values())
     assert "wrote" in capsys.readouterr().out
 
 
