@@ -64,9 +64,11 @@ class Arm:
         return f"{self.space} / {self.anchors}{suffix}"
 
 
-ARMS = [Arm(space, anchors) for space in STRUCTURE_SPACES for anchors in ("text", *CONTROLS)] + [
-    Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic"),
-]
+def arms(controls: tuple[str, ...]) -> list[Arm]:
+    """Every space with the text anchors and each control, then the semantic targets' two arms."""
+    return [Arm(space, anchors) for space in STRUCTURE_SPACES for anchors in ("text", *controls)] + [
+        Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic"),
+    ]
 
 
 def config_of(preset: str, k: int, seed: int, arm: Arm) -> ExperimentConfig:
@@ -77,23 +79,26 @@ def config_of(preset: str, k: int, seed: int, arm: Arm) -> ExperimentConfig:
                              anchor_source=arm.anchors, device="cpu")
 
 
-def plan(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...]) -> list[tuple[int, int, Arm]]:
-    return [(k, seed, arm) for k in ks for seed in seeds for arm in ARMS]
+def plan(ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...]) -> list[tuple[int, int, Arm]]:
+    return [(k, seed, arm) for k in ks for seed in seeds for arm in arms(controls)]
 
 
-def run_phase(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], reverse: bool) -> None:
+def run_phase(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...],
+              reverse: bool) -> None:
     """Make (or find) every run; ``reverse`` walks the plan from its end, for a second process."""
-    for k, seed, arm in plan(preset, ks, seeds)[:: -1 if reverse else 1]:
+    for k, seed, arm in plan(ks, seeds, controls)[:: -1 if reverse else 1]:
         began = time.perf_counter()
         directory, ran = load_or_run_exclusive(config_of(preset, k, seed, arm), progress=False)
         if ran:
             print(f"k={k} seed={seed} {arm.name}: {directory.name} ({time.perf_counter() - began:.0f} s)", flush=True)
 
 
-def rows_of(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+def rows_of(
+    preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """One row per stored run: its arm, k, seed and StructGuard's metrics."""
     rows = []
-    for k, seed, arm in plan(preset, ks, seeds):
+    for k, seed, arm in plan(ks, seeds, controls):
         directory, _ = load_or_run_exclusive(config_of(preset, k, seed, arm), progress=False)
         result = RunResult.load(directory).method("structguard")
         rows.append({
@@ -120,14 +125,23 @@ def comparison(rows: list[dict[str, Any]], first: Arm, second: Arm, k: int, metr
             "verdict": verdict(metric, result["low"], result["high"])}
 
 
-def comparisons(rows: list[dict[str, Any]], ks: tuple[int, ...]) -> list[dict[str, Any]]:
+def comparisons(rows: list[dict[str, Any]], ks: tuple[int, ...], controls: tuple[str, ...]) -> list[dict[str, Any]]:
     """Text against each control in every space; each space against the paper's (text anchors);
-    semantic targets against their permuted control and against uniform targets."""
-    pairs = [(Arm(s, "text"), Arm(s, c)) for s in STRUCTURE_SPACES for c in CONTROLS]
+    semantic targets against their permuted control and against uniform targets. Test accuracy
+    always; collapse only where :func:`comparable_collapse`."""
+    pairs = [(Arm(s, "text"), Arm(s, c)) for s in STRUCTURE_SPACES for c in controls]
     pairs += [(Arm(s, "text"), Arm("paper", "text")) for s in STRUCTURE_SPACES if s != "paper"]
     pairs += [(Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic")),
               (Arm("paper", "text", "semantic"), Arm("paper", "text"))]
-    return [comparison(rows, a, b, k, m) for a, b in pairs for k in ks for m in METRICS]
+    return [comparison(rows, a, b, k, m) for a, b in pairs for k in ks for m in METRICS
+            if m == "test_acc" or comparable_collapse(a, b)]
+
+
+def comparable_collapse(first: Arm, second: Arm) -> bool:
+    """Whether two arms' collapse is measured on the same scale: collapse is ``S``'s drift with
+    the run's own anchors, which sees them only through ``AᵀA``, so only arms whose anchors are
+    the text anchors or a permutation of them can be compared on it."""
+    return {first.anchors, second.anchors} <= {"text", "permuted"}
 
 
 def agreement(preset: str) -> dict[str, dict[str, float]]:
@@ -139,10 +153,10 @@ def agreement(preset: str) -> dict[str, dict[str, float]]:
     return {view: {"rho": r.rho, "p_value": r.p_value, "permutations": r.permutations} for view, r in found.items()}
 
 
-def summary_table(rows: list[dict[str, Any]], k: int) -> str:
+def summary_table(rows: list[dict[str, Any]], k: int, controls: tuple[str, ...]) -> str:
     lines = ["| arm | test acc | forget acc | mean collapse | steps | seconds | reached 0 |",
              "|---|---|---|---|---|---|---|"]
-    for arm in ARMS:
+    for arm in arms(controls):
         got = [r for r in rows if r["arm"] == arm.name and r["k"] == k]
         cells = [mean_sd([r[m] for r in got], d) for m, d in
                  (("test_acc", 1), ("forget_acc", 1), ("mean_collapse", 3), ("steps", 1), ("seconds", 1))]
@@ -160,35 +174,43 @@ def seconds_by_space(rows: list[dict[str, Any]], k: int) -> dict[str, dict[str, 
     return out
 
 
-def report(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], out: Path, command: str) -> None:
-    rows = rows_of(preset, ks, seeds)
-    found = comparisons(rows, ks)
+def report(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...], out: Path,
+           command: str) -> None:
+    rows = rows_of(preset, ks, seeds, controls)
+    found = comparisons(rows, ks, controls)
     agree = agreement(preset)
     speed = seconds_by_space(rows, max(ks))
     payload = {"preset": preset, "ks": ks, "seeds": seeds, "command": command, "machine": machine(),
-               "arms": [a.name for a in ARMS], "rows": rows, "comparisons": found, "agreement": agree,
+               "arms": [a.name for a in arms(controls)], "rows": rows, "comparisons": found, "agreement": agree,
                "seconds_by_space": speed}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
     markdown = out.with_suffix(".md")
     notes = NOTES.search(markdown.read_text()) if markdown.exists() else None
+    found_on = machine()
+    where = (f"{found_on['cpu']} ({found_on['cpu_count']} cores), torch {found_on['torch']}, "
+             f"{found_on['torch_threads']} thread per process")
     parts = [
         f"# Do the stakes' meanings matter? StructGuard's structure spaces on {preset}\n",
-        f"Measured with `{command}` (then the report phase), seeds {seeds[0]}–{seeds[-1]}, on {machine()}. "
-        "Every difference is paired by seed; the interval is the 95 % t-interval of the per-seed differences, and "
-        "\"within noise\" means it covers 0. Collapse is measured in the paper's space for every arm.\n",
+        f"Runs made by this script's `--phase runs` (two processes, one with `--reverse`); this report by "
+        f"`{command}`; seeds {seeds[0]}–{seeds[-1]}, on {where}. Every difference is paired by seed; the interval "
+        "is the 95 % t-interval of the per-seed differences, and \"within noise\" means it covers 0. Collapse is "
+        "measured in the paper's space with the run's own anchors, so it is compared only between the text anchors "
+        "and their permutation (which have the same `AᵀA`), never against random anchors or prototypes.\n",
         notes.group(0) if notes else "<!-- notes:start -->\n<!-- notes:end -->",
         "\n## Do the anchors agree with the model? (text anchors, Spearman ρ of off-diagonal similarities)\n",
         "\n".join(f"- {view}: ρ = {a['rho']:+.3f}, permutation p = {a['p_value']:.3g} ({a['permutations']} "
                   "permutations)" for view, a in agree.items()),
         "\n## Does any formulation make the text anchors beat their permuted control?\n",
         meaning_answer(found),
-        f"\n## Seconds of a request (text anchors, k = {max(ks)}, mean over seeds)\n",
+        f"\n## Seconds of a request (text anchors, k = {max(ks)}, mean over seeds; measured while the study's "
+        "two processes shared the machine with other work, so see `benchmarks/space_speed.py` for a quiet "
+        "measurement)\n",
         "\n".join(f"- {space}: {s['seconds']:.2f} s ({s['seconds_per_step'] * 1000:.0f} ms per step; "
                   f"{s['seconds'] / speed['paper']['seconds']:.2f}× paper)" for space, s in speed.items()),
     ]
     for k in ks:
-        parts += [f"\n## k = {k}: every arm (mean ± sd over seeds)\n", summary_table(rows, k)]
+        parts += [f"\n## k = {k}: every arm (mean ± sd over seeds)\n", summary_table(rows, k, controls)]
     parts += ["\n## Paired differences\n", comparison_table(found)]
     markdown.write_text("\n".join(parts) + "\n")
     print(f"wrote {out} and {markdown}")
@@ -202,14 +224,16 @@ def main() -> None:
     parser.add_argument("--reverse", action="store_true", help="runs: last run first (a second process)")
     parser.add_argument("--k", type=int, nargs="+")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--controls", nargs="+", choices=CONTROLS, default=list(CONTROLS),
+                        help="the anchor controls each space is run with (the text anchors always are)")
     parser.add_argument("--out", help="default: docs/semantic_study_<preset>.json")
     args = parser.parse_args()
-    ks, seeds = tuple(args.k or KS[args.preset]), tuple(args.seeds)
+    ks, seeds, controls = tuple(args.k or KS[args.preset]), tuple(args.seeds), tuple(args.controls)
     if args.phase == "runs":
-        run_phase(args.preset, ks, seeds, args.reverse)
+        run_phase(args.preset, ks, seeds, controls, args.reverse)
         return
     out = Path(args.out or f"docs/semantic_study_{args.preset}.json")
-    report(args.preset, ks, seeds, out, "python " + " ".join(shlex.quote(a) for a in sys.argv))
+    report(args.preset, ks, seeds, controls, out, "python " + " ".join(shlex.quote(a) for a in sys.argv))
 
 
 if __name__ == "__main__":
