@@ -6,7 +6,7 @@ registers the built-in ones without importing torchvision or scikit-learn.
 
 from __future__ import annotations
 
-from stakes_core.data import cifar, digits, imagefolder  # noqa: F401  (registers the loaders)
+from stakes_core.data import cifar, digits, imagefolder, shapes  # noqa: F401  (registers the loaders)
 from stakes_core.data.base import DATASETS, Augmentation, ImageDataset
 from stakes_core.data.batches import augment_batch, to_float
 from stakes_core.data.errors import DatasetFormatError, DatasetNotFoundError
