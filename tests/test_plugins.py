@@ -100,7 +100,7 @@ raise RuntimeError("bug in the plugin")
 
 def test_the_guide_has_every_example_file() -> None:
     assert set(guide_files()) == {
-        "relabel.py", "test_relabel.py", "shapes.py", "shapes.json", "shapes_descriptions.json", "words.py",
+        "relabel.py", "test_relabel.py", "lines.py", "lines.json", "lines_descriptions.json", "words.py",
         "confidence.py",
     }
 
@@ -263,8 +263,8 @@ def test_the_guide_dataset_and_encoder(guide: Path) -> None:
     from stakes_core.data import create_dataset
     from stakes_core.run.presets import load_preset
 
-    load_plugins(["shapes.py", "words.py"])
-    preset = load_preset("shapes.json")
+    load_plugins(["lines.py", "words.py"])
+    preset = load_preset("lines.json")
     dataset = create_dataset(**preset["dataset"], root="ignored")
     assert dataset.classes == ["horizontal", "vertical", "box", "cross"]
     assert dataset.image_shape == (1, 16, 16) and dataset.num_train == 1200

@@ -18,7 +18,7 @@ st.caption("The preset fills in the paper's settings (or, for digits, values tun
 left, right = st.columns([1, 1])
 with left:
     labels = {"digits": "digits · narrow ResNet-18 (offline default)", "cifar10": "CIFAR-10 · ResNet-18",
-              "cifar100": "CIFAR-100 · ResNet-50"}
+              "cifar100": "CIFAR-100 · ResNet-50", "shapes": "shapes · synthetic, narrow ResNet-18"}
     st.selectbox(
         "Dataset and model", lab.preset_choices(), key="cfg_preset", on_change=lab.reset_settings,
         format_func=lambda preset: labels.get(preset, preset),
@@ -31,7 +31,7 @@ with left:
     st.toggle("Retrain the model here instead of the shipped checkpoint", key="cfg_from_scratch",
               help="The shipped checkpoint gives every machine the same model, and so the README's numbers. "
                    "Retrained here, the model (and every result) depends on this machine's PyTorch and threads. "
-                   "Only digits ships a checkpoint; the other presets are always trained here.")
+                   "Digits and shapes ship a checkpoint; the CIFAR presets are always trained here.")
 with right:
     descriptions = list(dict.fromkeys([*shipped_descriptions(), st.session_state["cfg_descriptions"]]))
     st.selectbox("Attribute descriptions", descriptions, key="cfg_descriptions",

@@ -38,7 +38,7 @@ def shipped_descriptions() -> list[str]:
 def load_descriptions(source: str | Path | Descriptions) -> Descriptions:
     """Load and validate descriptions from a mapping, a shipped set name or a JSON file.
 
-    A string naming a shipped set (``digits``, ``cifar10``, ``cifar100``) loads that set; any
+    A string naming a shipped set (``digits``, ``shapes``, ``cifar10``, ``cifar100``) loads that set; any
     other string or path is read as a JSON file. Key order is preserved.
     """
     if isinstance(source, dict):
