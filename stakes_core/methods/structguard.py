@@ -162,7 +162,7 @@ class StructGuardConfig(ProxyConfig):
         "classes, 1 to C", added=True
     )
     text_map_tau: float = hyperparameter(
-        0.1, "temperature of the text map's cosine classifier; lower fits sharper predictions; unit: cosine units",
+        0.1, "temperature of the text map's cosine classifier; higher fits softer predictions; unit: cosine units",
         added=True,
     )
     text_map_steps: int = hyperparameter(
