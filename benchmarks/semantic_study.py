@@ -40,7 +40,7 @@ from stakes_core.analysis.anchor_agreement import anchor_model_agreement
 from stakes_core.methods.structure_space import STRUCTURE_SPACES
 from stakes_core.report.semantic import METRICS, comparison_table, meaning_answer, verdict
 from stakes_core.run.config import ExperimentConfig, experiment_config
-from stakes_core.run.context import load_dataset, prepare_context, pretrained_model
+from stakes_core.run.context import prepare_context
 from stakes_core.run.results import RunResult
 from stakes_core.run.runstore import load_or_run_exclusive
 
@@ -148,8 +148,7 @@ def agreement(preset: str) -> dict[str, dict[str, float]]:
     """The anchor–model agreement of the preset's text anchors (Spearman ρ, permutation p)."""
     config = experiment_config(preset, methods=["structguard"], device="cpu")
     context, _ = prepare_context(config, progress=False)
-    model = pretrained_model(config, progress=False).model
-    found = anchor_model_agreement(context.anchors, model, load_dataset(config), "cpu")
+    found = anchor_model_agreement(context.anchors, context.original, context.dataset, "cpu")
     return {view: {"rho": r.rho, "p_value": r.p_value, "permutations": r.permutations} for view, r in found.items()}
 
 

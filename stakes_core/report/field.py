@@ -72,14 +72,19 @@ def answers(found: dict[str, dict[Any, dict[str, dict[str, dict[str, Any]]]]]) -
     return lines
 
 
+def read_stored_study(path: Path, what: str) -> dict[str, Any]:
+    """A stored study's JSON, or a one-line :class:`ConfigError` naming ``what`` and why."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read the stored {what} {path}: {error}") from None
+
+
 def stored_field_study(path: str | Path, k: int | None = None) -> str:
     """The stored study's verdicts as markdown (every k, or one): where it was made, and per
     stopping target the table of StructGuard's paired differences."""
     path = Path(path)
-    try:
-        study = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read the stored field study {path}: {error}") from None
+    study = read_stored_study(path, "field study")
     machine = study.get("machine", {})
     lines = [f"Quoted from `{path.name}`: made by `{study.get('command', '?')}` on {machine.get('cpu', '?')} "
              f"(torch {machine.get('torch', '?')}); seeds {study['seeds'][0]}–{study['seeds'][-1]}.", ""]

@@ -4,11 +4,10 @@ collapse between the text anchors and their controls, per structure space and k.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from stakes_core.infra.errors import ConfigError
+from stakes_core.report.field import read_stored_study
 
 METRICS: dict[str, tuple[str, int, str]] = {
     "test_acc": ("test accuracy", 1, "higher"),
@@ -56,10 +55,7 @@ def stored_semantic_study(path: str | Path, controls: tuple[str, ...] = ("permut
     """The stored study as markdown: where it was made, the anchors' agreement with the model,
     the answer, and the paired differences against ``controls`` and against the paper's space."""
     path = Path(path)
-    try:
-        study = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read the stored semantic study {path}: {error}") from None
+    study = read_stored_study(path, "semantic study")
     machine = study.get("machine", {})
     found = study["comparisons"]
     shown = [c for c in found if c["control"] in controls or (c["control"] is None and "/ text" in c["second"])]
