@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from stakes_core.infra.accel import DEFAULT, Acceleration
 from stakes_core.methods.access import RetainAccessError
 from stakes_core.methods.attacks import PGDConfig
 from stakes_core.methods.proxy import build_proxy_set
+from stakes_core.methods.proxy_store import proxy_key, stored_proxy_set
 
 if TYPE_CHECKING:
     from stakes_core.models.protocol import BackboneModule
@@ -89,7 +89,9 @@ class UnlearnContext:
         """Targeted L2-PGD examples of the forget set, ``n_adv`` per instance, labelled with their
         targets (the retain-set stand-in). Cached per settings, so methods sharing them share
         one set; a method served from the cache is still charged the generation time in its
-        ``"proxy"`` phase, so its seconds are those of a request that ran alone. ``attacked``
+        ``"proxy"`` phase, so its seconds are those of a request that ran alone. Sets are also
+        kept on disk by content (:mod:`~stakes_core.methods.proxy_store`), so other runs on the
+        same model, forget set and attack settings load this one. ``attacked``
         defaults to the original model; ``target_tau`` is the temperature of the ``"semantic"``
         target rule, which draws targets by the similarity of this run's anchors."""
         attacked = attacked if attacked is not None else self.original
@@ -106,9 +108,10 @@ class UnlearnContext:
             images, targets, seconds = self.proxy_cache[key]
             timer.seconds["proxy"] += seconds
             return images, targets
-        with timer.phase("proxy"):
-            start = time.perf_counter()
-            images, targets = build_proxy_set(
+        similarity = anchor_similarity(self.anchors) if rule[0] == "semantic" else None
+
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
+            return build_proxy_set(
                 attacked,
                 self.forget_images,
                 self.forget_labels,
@@ -117,10 +120,19 @@ class UnlearnContext:
                 pgd,
                 rule[0],
                 torch.Generator().manual_seed(self.seed),
-                target_similarity=anchor_similarity(self.anchors) if rule[0] == "semantic" else None,
+                target_similarity=similarity,
                 target_tau=rule[1],
                 progress=self.progress,
                 accel=self.accel,
             )
-            self.proxy_cache[key] = (images, targets, time.perf_counter() - start)
+
+        with timer.phase("proxy"):  # a stored set: the lookup, plus the seconds its build took
+            store_key, description = proxy_key(
+                attacked, self.forget_images, self.forget_labels, n_adv, pgd, rule[0], rule[1], similarity, self.seed,
+                self.device, self.accel,
+            )
+            images, targets, seconds, built = stored_proxy_set(store_key, description, build, self.device)
+        if not built:
+            timer.seconds["proxy"] += seconds
+        self.proxy_cache[key] = (images, targets, seconds)
         return images, targets
