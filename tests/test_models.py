@@ -75,6 +75,17 @@ def test_paper_resnet18_has_a_stem_maxpool_and_resnet50_does_not() -> None:
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in r50.stem)
 
 
+def test_narrow_resnet_takes_a_stem_maxpool_that_halves_the_maps() -> None:
+    plain = create_model("resnet18_narrow", 12, 3, [0.5] * 3, [0.25] * 3, width=4)
+    pooled = create_model("resnet18_narrow", 12, 3, [0.5] * 3, [0.25] * 3, width=4, stem_maxpool=True)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in plain.stem)
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in pooled.stem)
+    x = torch.rand(2, 3, 32, 32)
+    assert pooled.layer1(pooled.stem(pooled.normalize(x))).shape[-1] == 16
+    assert plain.layer1(plain.stem(plain.normalize(x))).shape[-1] == 32
+    assert pooled.features(x).shape == plain.features(x).shape == (2, 32)
+
+
 def test_normalisation_lives_inside_the_model() -> None:
     model = create_model("resnet18_narrow", 3, 1, [0.5], [0.25]).eval()
     x = torch.rand(2, 1, 8, 8)

@@ -12,10 +12,15 @@ That makes 12 classes named ``<colour>_<fill>_<shape>`` (``red_filled_circle`` �
 ``blue_outline_triangle``). What varies within a class and does not define it: the position,
 the size (radius 18-28 % of the image side), the rotation (up to ±30°), the outline's
 thickness (20-30 % of the radius, at least 1 px), the exact shade (each channel jittered), the
-background (a greyish level with a slight tint and a linear gradient), per-pixel noise, and in
-half of the images a thin straight line of a random colour drawn across the picture. A small
-rotated square is close to a circle and a distractor line can cut a shape or cross its hole, so a
-model does not get every image right.
+background (a greyish level with a slight tint and a linear gradient, overlaid with three
+rectangular patches of other neutral tones), two small distractor shapes of a random kind in
+green, yellow or white (each present with probability 3/4, drawn beneath the class's shape),
+per-pixel noise, and in half of the images a thin straight line of a random colour drawn across
+the picture. The patches and distractors give every image content of its own, as a photograph
+has: without them the images of a class were so alike that forgetting a few dozen of them to
+accuracy 0 forgot their classes (docs/shapes.md). A small rotated square is close to a circle and
+a distractor line or shape can cut a shape or cross its hole, so a model does not get every image
+right.
 
 Only elementwise arithmetic (``+ - * /``, square roots, comparisons) and NumPy's bit-generator
 draws go into a pixel, no trigonometry or other transcendental functions, whose last bits may differ
@@ -43,7 +48,7 @@ CLASSES = [f"{colour}_{fill}_{shape}" for colour in COLOURS for fill in FILLS fo
 MIN_IMAGE_SIZE = 16
 """Below this side an outline and a small shape no longer fit in distinguishable pixels."""
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 """Part of the cache key: bump it whenever the drawing changes, so old tensors are not reused."""
 
 _CHUNK = 1024
@@ -55,6 +60,18 @@ _COLOUR_RANGES = np.array([
 ])
 """Per colour (in :data:`COLOURS` order), the (R, G, B) uniform ranges of a shape's shade: red and blue
 stay apart, the exact shade varies."""
+
+_DISTRACTOR_COLOURS = np.array([
+    [(0.0, 0.3), (0.55, 0.9), (0.0, 0.3)],  # green
+    [(0.75, 1.0), (0.75, 1.0), (0.0, 0.3)],  # yellow
+    [(0.8, 1.0), (0.8, 1.0), (0.8, 1.0)],  # white
+])
+"""The (R, G, B) ranges of a distractor shape's shade: none is red or blue, so the class's colour stays
+the only red or blue object."""
+
+_PATCHES = 3
+_DISTRACTORS = 2
+"""Background patches and distractor shapes drawn per image (a distractor is shown with probability 3/4)."""
 
 _SQUARE_HALF_SIDE = 0.9
 _TRIANGLE_INRADIUS = 0.725
@@ -131,6 +148,15 @@ def draw_images(labels: np.ndarray, image_size: int, rng: np.random.Generator) -
     line_on = rng.random(n) < 0.5
     line_ends = rng.random((n, 4)) * size
     line_colour = rng.random((n, 3))
+    patch_corners = np.sort(rng.random((n, _PATCHES, 2, 2)) * size, axis=2)  # per patch: (x0, x1), (y0, y1)
+    patch_tone = rng.uniform(0.15, 0.85, (n, _PATCHES))[:, :, None] + rng.uniform(-0.08, 0.08, (n, _PATCHES, 3))
+    distractor_on = rng.random((n, _DISTRACTORS)) < 0.75
+    distractor_kind = rng.integers(0, len(SHAPES), (n, _DISTRACTORS))
+    distractor_radius = size * rng.uniform(0.08, 0.14, (n, _DISTRACTORS))
+    distractor_centre = rng.random((n, _DISTRACTORS, 2)) * size
+    distractor_tan = rng.uniform(-1.0, 1.0, (n, _DISTRACTORS))  # tan(θ/2) for |θ| ≤ 90°
+    palette = _DISTRACTOR_COLOURS[rng.integers(0, len(_DISTRACTOR_COLOURS), (n, _DISTRACTORS))]
+    distractor_shade = palette[..., 0] + rng.random((n, _DISTRACTORS, 3)) * (palette[..., 1] - palette[..., 0])
 
     images = np.empty((n, 3, image_size, image_size), dtype=np.uint8)
     coords = (np.arange(image_size, dtype=np.float32) + 0.5)
@@ -147,6 +173,16 @@ def draw_images(labels: np.ndarray, image_size: int, rng: np.random.Generator) -
         inside = extent <= border
         inside &= (fill[part] == 0)[:, None, None] | (extent > border - f32["t"][:, None, None])
         picture = _background(grey[part], slope[part], coords, size)
+        for index in range(_PATCHES):
+            patch = _rectangle_mask(patch_corners[part, index], coords)
+            picture = np.where(patch[:, None], patch_tone[part, index].astype(np.float32)[:, :, None, None], picture)
+        for index in range(_DISTRACTORS):
+            shown = _solid_shape_mask(
+                distractor_kind[part, index], distractor_centre[part, index], distractor_radius[part, index],
+                distractor_tan[part, index], coords,
+            ) & distractor_on[part, index][:, None, None]
+            shade_here = distractor_shade[part, index].astype(np.float32)[:, :, None, None]
+            picture = np.where(shown[:, None], shade_here, picture)
         picture = np.where(inside[:, None], shade[part].astype(np.float32)[:, :, None, None], picture)
         on_line = _segment_mask(line_ends[part], coords) & line_on[part][:, None, None]
         picture = np.where(on_line[:, None], line_colour[part].astype(np.float32)[:, :, None, None], picture)
@@ -170,6 +206,27 @@ def _shape_norm(u: np.ndarray, v: np.ndarray, shape: np.ndarray, radius: np.ndar
     measure = np.where(kind == 0, circle, np.where(kind == 1, square, triangle))
     scale = np.array([1.0, _SQUARE_HALF_SIDE, _TRIANGLE_INRADIUS], dtype=np.float32)[shape]
     return measure, (scale * radius)[:, None, None]
+
+
+def _rectangle_mask(corners: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Pixels inside each image's axis-aligned rectangle ``((x0, x1), (y0, y1))``, ``N×S×S`` bool."""
+    x0, x1, y0, y1 = (corners[:, axis, end, None, None].astype(np.float32) for axis in (0, 1) for end in (0, 1))
+    inside_x = (coords[None, None, :] >= x0) & (coords[None, None, :] <= x1)
+    inside_y = (coords[None, :, None] >= y0) & (coords[None, :, None] <= y1)
+    return inside_x & inside_y
+
+
+def _solid_shape_mask(
+    kind: np.ndarray, centre: np.ndarray, radius: np.ndarray, half_angle_tan: np.ndarray, coords: np.ndarray
+) -> np.ndarray:
+    """Pixels inside each image's solid shape of ``kind`` (an index into :data:`SHAPES`), rotated by
+    the angle whose half has tangent ``half_angle_tan``, ``N×S×S`` bool."""
+    cos = ((1 - half_angle_tan**2) / (1 + half_angle_tan**2)).astype(np.float32)[:, None, None]
+    sin = (2 * half_angle_tan / (1 + half_angle_tan**2)).astype(np.float32)[:, None, None]
+    dx = coords[None, None, :] - centre[:, 0, None, None].astype(np.float32)
+    dy = coords[None, :, None] - centre[:, 1, None, None].astype(np.float32)
+    extent, border = _shape_norm(cos * dx + sin * dy, cos * dy - sin * dx, kind, radius.astype(np.float32))
+    return extent <= border
 
 
 def _background(grey: np.ndarray, slope: np.ndarray, coords: np.ndarray, size: float) -> np.ndarray:
