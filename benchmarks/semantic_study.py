@@ -24,6 +24,7 @@ the anchor–model agreement of the preset's text anchors
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shlex
@@ -64,42 +65,46 @@ class Arm:
         return f"{self.space} / {self.anchors}{suffix}"
 
 
-def arms(controls: tuple[str, ...]) -> list[Arm]:
-    """Every space with the text anchors and each control, then the semantic targets' two arms."""
-    return [Arm(space, anchors) for space in STRUCTURE_SPACES for anchors in ("text", *controls)] + [
-        Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic"),
-    ]
+def arms(controls: tuple[str, ...], semantic: bool = True) -> list[Arm]:
+    """Every space with the text anchors and each control, then (``semantic``) the semantic
+    targets' two arms."""
+    spaces = [Arm(space, anchors) for space in STRUCTURE_SPACES for anchors in ("text", *controls)]
+    return spaces + ([Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic")] if semantic else [])
 
 
-def config_of(preset: str, k: int, seed: int, arm: Arm) -> ExperimentConfig:
+def config_of(preset: str, k: int, seed: int, arm: Arm, record_every: int = 1) -> ExperimentConfig:
     overrides = [f"structguard.structure_space={arm.space}"] if arm.space != "paper" else []
     if arm.targets != "uniform_other":
         overrides.append(f"structguard.target_rule={arm.targets}")
-    return experiment_config(preset, k=k, seed=seed, methods=["structguard"], overrides=overrides,
-                             anchor_source=arm.anchors, device="cpu")
+    config = experiment_config(preset, k=k, seed=seed, methods=["structguard"], overrides=overrides,
+                               anchor_source=arm.anchors, device="cpu")
+    return dataclasses.replace(config, record_every=record_every)
 
 
-def plan(ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...]) -> list[tuple[int, int, Arm]]:
-    return [(k, seed, arm) for k in ks for seed in seeds for arm in arms(controls)]
+def plan(
+    ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...], semantic: bool = True
+) -> list[tuple[int, int, Arm]]:
+    return [(k, seed, arm) for k in ks for seed in seeds for arm in arms(controls, semantic)]
 
 
 def run_phase(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...],
-              reverse: bool) -> None:
+              semantic: bool, record_every: int, reverse: bool) -> None:
     """Make (or find) every run; ``reverse`` walks the plan from its end, for a second process."""
-    for k, seed, arm in plan(ks, seeds, controls)[:: -1 if reverse else 1]:
+    for k, seed, arm in plan(ks, seeds, controls, semantic)[:: -1 if reverse else 1]:
         began = time.perf_counter()
-        directory, ran = load_or_run_exclusive(config_of(preset, k, seed, arm), progress=False)
+        directory, ran = load_or_run_exclusive(config_of(preset, k, seed, arm, record_every), progress=False)
         if ran:
             print(f"k={k} seed={seed} {arm.name}: {directory.name} ({time.perf_counter() - began:.0f} s)", flush=True)
 
 
 def rows_of(
-    preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...]
+    preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...], semantic: bool,
+    record_every: int,
 ) -> list[dict[str, Any]]:
     """One row per stored run: its arm, k, seed and StructGuard's metrics."""
     rows = []
-    for k, seed, arm in plan(ks, seeds, controls):
-        directory, _ = load_or_run_exclusive(config_of(preset, k, seed, arm), progress=False)
+    for k, seed, arm in plan(ks, seeds, controls, semantic):
+        directory, _ = load_or_run_exclusive(config_of(preset, k, seed, arm, record_every), progress=False)
         result = RunResult.load(directory).method("structguard")
         rows.append({
             "arm": arm.name, "space": arm.space, "anchors": arm.anchors, "targets": arm.targets, "k": k, "seed": seed,
@@ -125,14 +130,17 @@ def comparison(rows: list[dict[str, Any]], first: Arm, second: Arm, k: int, metr
             "verdict": verdict(metric, result["low"], result["high"])}
 
 
-def comparisons(rows: list[dict[str, Any]], ks: tuple[int, ...], controls: tuple[str, ...]) -> list[dict[str, Any]]:
+def comparisons(
+    rows: list[dict[str, Any]], ks: tuple[int, ...], controls: tuple[str, ...], semantic: bool
+) -> list[dict[str, Any]]:
     """Text against each control in every space; each space against the paper's (text anchors);
     semantic targets against their permuted control and against uniform targets. Test accuracy
     always; collapse only where :func:`comparable_collapse`."""
     pairs = [(Arm(s, "text"), Arm(s, c)) for s in STRUCTURE_SPACES for c in controls]
     pairs += [(Arm(s, "text"), Arm("paper", "text")) for s in STRUCTURE_SPACES if s != "paper"]
-    pairs += [(Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic")),
-              (Arm("paper", "text", "semantic"), Arm("paper", "text"))]
+    if semantic:
+        pairs += [(Arm("paper", "text", "semantic"), Arm("paper", "permuted", "semantic")),
+                  (Arm("paper", "text", "semantic"), Arm("paper", "text"))]
     return [comparison(rows, a, b, k, m) for a, b in pairs for k in ks for m in METRICS
             if m == "test_acc" or comparable_collapse(a, b)]
 
@@ -152,10 +160,10 @@ def agreement(preset: str) -> dict[str, dict[str, float]]:
     return {view: {"rho": r.rho, "p_value": r.p_value, "permutations": r.permutations} for view, r in found.items()}
 
 
-def summary_table(rows: list[dict[str, Any]], k: int, controls: tuple[str, ...]) -> str:
+def summary_table(rows: list[dict[str, Any]], k: int, controls: tuple[str, ...], semantic: bool) -> str:
     lines = ["| arm | test acc | forget acc | mean collapse | steps | seconds | reached 0 |",
              "|---|---|---|---|---|---|---|"]
-    for arm in arms(controls):
+    for arm in arms(controls, semantic):
         got = [r for r in rows if r["arm"] == arm.name and r["k"] == k]
         cells = [mean_sd([r[m] for r in got], d) for m, d in
                  (("test_acc", 1), ("forget_acc", 1), ("mean_collapse", 3), ("steps", 1), ("seconds", 1))]
@@ -173,15 +181,15 @@ def seconds_by_space(rows: list[dict[str, Any]], k: int) -> dict[str, dict[str, 
     return out
 
 
-def report(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...], out: Path,
-           command: str) -> None:
-    rows = rows_of(preset, ks, seeds, controls)
-    found = comparisons(rows, ks, controls)
+def report(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: tuple[str, ...], semantic: bool,
+           record_every: int, out: Path, command: str) -> None:
+    rows = rows_of(preset, ks, seeds, controls, semantic, record_every)
+    found = comparisons(rows, ks, controls, semantic)
     agree = agreement(preset)
     speed = seconds_by_space(rows, max(ks))
-    payload = {"preset": preset, "ks": ks, "seeds": seeds, "command": command, "machine": machine(),
-               "arms": [a.name for a in arms(controls)], "rows": rows, "comparisons": found, "agreement": agree,
-               "seconds_by_space": speed}
+    payload = {"preset": preset, "ks": ks, "seeds": seeds, "record_every": record_every, "command": command,
+               "machine": machine(), "arms": [a.name for a in arms(controls, semantic)], "rows": rows,
+               "comparisons": found, "agreement": agree, "seconds_by_space": speed}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
     markdown = out.with_suffix(".md")
@@ -209,7 +217,7 @@ def report(preset: str, ks: tuple[int, ...], seeds: tuple[int, ...], controls: t
                   f"{s['seconds'] / speed['paper']['seconds']:.2f}× paper)" for space, s in speed.items()),
     ]
     for k in ks:
-        parts += [f"\n## k = {k}: every arm (mean ± sd over seeds)\n", summary_table(rows, k, controls)]
+        parts += [f"\n## k = {k}: every arm (mean ± sd over seeds)\n", summary_table(rows, k, controls, semantic)]
     parts += ["\n## Paired differences\n", comparison_table(found)]
     markdown.write_text("\n".join(parts) + "\n")
     print(f"wrote {out} and {markdown}")
@@ -225,14 +233,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--controls", nargs="+", choices=CONTROLS, default=list(CONTROLS),
                         help="the anchor controls each space is run with (the text anchors always are)")
+    parser.add_argument("--no-semantic-targets", dest="semantic", action="store_false",
+                        help="leave out the two arms with semantic attack targets")
+    parser.add_argument("--record-every", type=int, default=1,
+                        help="measure collapse every n steps (the final step always); 1 measures every step")
     parser.add_argument("--out", help="default: docs/semantic_study_<preset>.json")
     args = parser.parse_args()
     ks, seeds, controls = tuple(args.k or KS[args.preset]), tuple(args.seeds), tuple(args.controls)
     if args.phase == "runs":
-        run_phase(args.preset, ks, seeds, controls, args.reverse)
+        run_phase(args.preset, ks, seeds, controls, args.semantic, args.record_every, args.reverse)
         return
     out = Path(args.out or f"docs/semantic_study_{args.preset}.json")
-    report(args.preset, ks, seeds, controls, out, "python " + " ".join(shlex.quote(a) for a in sys.argv))
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    report(args.preset, ks, seeds, controls, args.semantic, args.record_every, out, command)
 
 
 if __name__ == "__main__":
