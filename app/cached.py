@@ -18,6 +18,7 @@ import torch
 
 from stakes_core.analysis import AffinityView, EmbeddingView, LoadedRun, affinity_view, embedding_view, load_run
 from stakes_core.analysis.changes import PerClassAccuracy, PredictionMatrices, per_class_accuracy, prediction_matrices
+from stakes_core.analysis.cka import LayerCKA, layer_cka
 from stakes_core.analysis.continual import RoundEmbedding
 from stakes_core.analysis.continual import round_embedding as continual_embedding
 from stakes_core.analysis.embedding import warm_up_umap
@@ -111,6 +112,20 @@ def class_accuracy(directory: str) -> PerClassAccuracy:
 @st.cache_resource(show_spinner="Counting predictions per class…", max_entries=8)
 def predictions(directory: str) -> dict[str, list[PredictionMatrices]]:
     return prediction_matrices(_loaded_run(directory))
+
+
+def cka(directory: str) -> LayerCKA:
+    """Layer-wise CKA of every method against the original, or why the models have no stages in the page."""
+    try:
+        return _cka(directory)
+    except StakesError as error:  # a model without the ResNet stages
+        stop_with(error)
+
+
+@st.cache_resource(show_spinner="Comparing every stage's activations with the original's…", max_entries=8)
+def _cka(directory: str) -> LayerCKA:
+    run = _loaded_run(directory)
+    return layer_cka(run, seed=run.result.seed)
 
 
 @st.cache_resource(show_spinner="Measuring the loss attack and the relearn time…", max_entries=8)

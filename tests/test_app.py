@@ -243,7 +243,7 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
     after_run.switch_page(f"views/{page}.py").run()
     assert not after_run.exception and not after_run.error, (page, messages(after_run))
     charts = after_run.get("plotly_chart")
-    expected_charts = {"compare": 0, "structure": 3, "changes": 2, "embedding": 1, "gradcam": 1, "retrieval": 2,
+    expected_charts = {"compare": 0, "structure": 3, "changes": 3, "embedding": 1, "gradcam": 1, "retrieval": 2,
                        "stakes": 3}[page]
     assert len(charts) == expected_charts, page
     if page == "compare":
@@ -265,11 +265,12 @@ def test_every_analysis_page_renders_the_run(after_run: AppTest, page: str) -> N
         assert set(table["queries"]) == {"forgotten", "retained", "test"} and "neggrad" not in set(table["model"])
         assert all(round(v, 1) == v for v in table["mAP (%)"])
         assert any("Low R@k on forgotten queries" in c.value for c in after_run.caption)
-    if page == "changes":  # the second method's prediction matrices too
+    if page == "changes":  # the second method's prediction matrices too, and the layer-wise CKA's caption
+        assert any("Linear CKA" in c.value for c in after_run.caption)
         method = next(box for box in after_run.selectbox if box.label == "Method")
         assert list(method.options) == ["NegGrad", "StructGuard"]
         method.set_value("structguard").run()
-        assert not after_run.exception and len(after_run.get("plotly_chart")) == 2, messages(after_run)
+        assert not after_run.exception and len(after_run.get("plotly_chart")) == 3, messages(after_run)
     if page == "stakes":  # nothing edited: nothing new to run; the anchors' agreement with the model is shown
         assert not after_run.button and any("Edit a description" in text for text in messages(after_run)["info"])
         assert [m.label for m in after_run.metric] == ["ρ with the cosine of class-mean features",

@@ -149,6 +149,6 @@ def test_the_new_figure_names_are_taken(name: str) -> None:
 @pytest.mark.slow
 def test_stakes_figures_writes_the_new_figures(loaded, tmp_path) -> None:
     report = write_report(loaded.directory, tmp_path, format="html", embedding="pca", progress=False)
-    for name in ("per_class_accuracy", *(f"predictions_{m}" for m in METHODS)):
+    for name in ("per_class_accuracy", "layer_cka", *(f"predictions_{m}" for m in METHODS)):
         assert (tmp_path / f"{name}.html").stat().st_size > 1000, name
-    assert {"per-class accuracy", "prediction matrices"} <= set(report.seconds)
+    assert {"per-class accuracy", "prediction matrices", "layer CKA"} <= set(report.seconds)

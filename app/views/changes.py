@@ -1,8 +1,10 @@
-"""Changes: accuracy per class before and after every method, and the prediction matrices."""
+"""Changes: accuracy per class before and after every method, the prediction matrices and where in the
+network the representation changed (layer-wise CKA)."""
 
 import streamlit as st
 
 from stakes_core.figures.changes import per_class_accuracy_figure, prediction_matrices_figure
+from stakes_core.figures.cka import layer_cka_figure
 from stakes_core.figures.style import method_label
 
 import cached
@@ -23,5 +25,11 @@ if run.methods:
     st.plotly_chart(prediction_matrices_figure(cached.predictions(str(directory))[method]))
     st.caption("Rows are the true class, columns the predicted class, cells count images. In the difference, a row "
                "sums to 0: red cells gained images that left the blue ones.")
+
+    st.subheader("Where in the network the representation changed")
+    st.plotly_chart(layer_cka_figure(cached.cka(str(directory))))
+    st.caption("Linear CKA between each stage's activations under the unlearned and the original model on the same "
+               "images: 1 is the same representation (up to rotation and scale), and on retained and test images "
+               "higher is better; the first stage that drops is where the collapse starts.")
 else:
     st.info("This run saved no unlearned models, so only the original model is shown above.")

@@ -26,8 +26,8 @@ FIGURES: Registry[RunFigure] = Registry("figure")
 
 OWN_FIGURES = (
     "anchor_agreement_confusion", "anchor_agreement_features", "anchor_similarity", "collapse_curves",
-    "collapse_curves_projector", "collapse_vs_tradeoff", "gradcam", "loss_attack", "per_class_accuracy", "privacy",
-    "retrieval_metrics", "retrieval_topk",
+    "collapse_curves_projector", "collapse_vs_tradeoff", "gradcam", "layer_cka", "loss_attack", "per_class_accuracy",
+    "privacy", "retrieval_metrics", "retrieval_topk",
 )
 """The report's own file names (with ``affinity_<method>``, ``embedding_<method>`` and
 ``predictions_<method>``): taken."""

@@ -2,10 +2,10 @@
 
 Figures across runs (collapse curves, collapse against trade-off) use every run found under the
 path; the per-model analyses (affinities, embedding, per-class accuracy and prediction matrices,
-Grad-CAM, retrieval, privacy, the loss attack), the anchors' agreement with the original model and every
-figure registered with :func:`~stakes_core.figures.registry.register_figure` run for each run
-whose unlearned models were saved. Timings and the numbers behind the bar charts go to
-``analysis.json`` beside each run's figures.
+layer-wise CKA, Grad-CAM, retrieval, privacy, the loss attack), the anchors' agreement with the
+original model and every figure registered with :func:`~stakes_core.figures.registry.register_figure`
+run for each run whose unlearned models were saved. Timings and the numbers behind the bar charts
+go to ``analysis.json`` beside each run's figures.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from stakes_core.analysis import (
 )
 from stakes_core.analysis.anchor_agreement import anchor_model_agreement
 from stakes_core.analysis.changes import per_class_accuracy, prediction_matrices
+from stakes_core.analysis.cka import layer_cka
 from stakes_core.analysis.gradcam import gradcam_view
 from stakes_core.analysis.membership import loss_attack_view
 from stakes_core.analysis.privacy import privacy_view
@@ -38,6 +39,7 @@ from stakes_core.analysis.retrieval import retrieval_images, retrieval_view
 from stakes_core.anchors.build import anchor_similarity
 from stakes_core.figures.anchor_agreement import anchor_agreement_figure
 from stakes_core.figures.changes import per_class_accuracy_figure, prediction_matrices_figure
+from stakes_core.figures.cka import layer_cka_figure
 from stakes_core.figures.curves import collapse_curves_figure, collapse_tradeoff_figure
 from stakes_core.figures.embedding import embedding_figure
 from stakes_core.figures.export import save_figures
@@ -46,6 +48,7 @@ from stakes_core.figures.heatmaps import affinity_heatmaps_figure, anchor_simila
 from stakes_core.figures.membership import loss_attack_figure
 from stakes_core.figures.metrics import privacy_figure, retrieval_metrics_figure
 from stakes_core.figures.registry import FIGURES
+from stakes_core.infra.errors import ConfigError
 from stakes_core.run.results import RunResult, RunResultError, find_runs
 
 LAYOUT_PER_KIND = 300
@@ -125,7 +128,7 @@ def _run_figures(
     }
     registered = FIGURES.names()
     bar = tqdm(
-        total=3 * len(methods) + 6 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
+        total=3 * len(methods) + 7 + len(registered), desc=f"analyses of {run.directory.name}", disable=not progress
     )
     for method in methods:
         view = timed(f"affinity {method}", lambda: affinity_view(run, method, chosen))
@@ -142,6 +145,13 @@ def _run_figures(
     for method, matrices in timed("prediction matrices", lambda: prediction_matrices(run, methods)).items():
         figures[f"predictions_{method}"] = prediction_matrices_figure(matrices)
         bar.update()
+    try:
+        stages = timed("layer CKA", lambda: layer_cka(run, methods, seed=seed))
+    except ConfigError as error:  # a plugin backbone without the ResNet stages: the other figures still come
+        report.notes.append(f"{run.directory.name}: no layer CKA: {error}")
+    else:
+        figures["layer_cka"] = layer_cka_figure(stages)
+    bar.update()
     figures["gradcam"] = gradcam_grid_figure(timed("gradcam", lambda: gradcam_view(run, chosen, methods)))
     bar.update()
     retrieval = timed("retrieval", lambda: retrieval_view(run, methods, seed=seed))
