@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from stakes_core.anchors.build import anchor_similarity
-from stakes_core.anchors.variants import derangement, permuted_anchors, random_anchors
+from stakes_core.anchors.variants import derangement, permuted_anchors, random_anchors, rotated_anchors
 from stakes_core.infra.errors import ConfigError
 from stakes_core.methods import UnlearnContext, create_method
 from stakes_core.methods.attacks import draw_targets
@@ -33,10 +33,11 @@ def fresh(context: UnlearnContext, **changes) -> UnlearnContext:
     return dataclasses.replace(context, proxy_cache={}, proxy_locks={}, unlearned={}, **changes)
 
 
-def alignment_loss(context: UnlearnContext, space: str, permute: bool) -> float:
-    """StructGuard's ``L_align`` on its proxy set right after setup, with the context's anchors
-    or the same anchors given to other classes."""
+def alignment_loss(context: UnlearnContext, space: str, permute: bool = False, rotate: bool = False) -> float:
+    """StructGuard's ``L_align`` on its proxy set right after setup, with the context's anchors,
+    the same anchors given to other classes (``permute``) or turned by a random rotation (``rotate``)."""
     anchors = permuted_anchors(context.anchors, seed=1) if permute else context.anchors
+    anchors = rotated_anchors(anchors, seed=2) if rotate else anchors
     context = fresh(context, anchors=anchors)
     method = create_method("structguard", structure_space=space, **FAST)
     method.setup(context)
@@ -51,6 +52,15 @@ def test_only_the_semantic_spaces_see_which_anchor_belongs_to_which_class(traine
     for space in ("conse", "text_map"):
         change = alignment_loss(trained, space, permute=True) - alignment_loss(trained, space, permute=False)
         assert abs(change) > 1e-4, space
+
+
+def test_conse_sees_the_anchors_only_through_their_similarities(trained: UnlearnContext) -> None:
+    """ConSE's S = norm(pᵀA)·Aᵀ depends on A only through AAᵀ, so a rotation of the anchor space
+    changes nothing there. The paper's space sees AᵀA, which a rotation changes for the run's
+    fixed random projection R (over draws of R it is the same as another R)."""
+    conse = alignment_loss(trained, "conse")
+    assert alignment_loss(trained, "conse", rotate=True) == pytest.approx(conse, abs=1e-5)
+    assert abs(alignment_loss(trained, "paper", rotate=True) - alignment_loss(trained, "paper")) > 1e-4
 
 
 def test_conse_mixes_the_anchors_of_the_top_classes() -> None:
