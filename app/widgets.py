@@ -21,19 +21,34 @@ import lab
 ROW_PIXELS, HEADER_PIXELS = 35, 38  # Streamlit's data grid: one row, the header and borders
 
 
+def column_settings(keys: list[str], text: bool = False) -> dict[str, Any]:
+    """Streamlit's settings of the columns ``keys`` (ids), keyed by display name: the name, the
+    glossary's help as the header's tooltip and, unless ``text`` (cells already formatted), the
+    column's rounding."""
+    config: dict[str, Any] = {}
+    for key in keys:
+        spec = column(key)
+        if text or spec.digits is None or key == "k":
+            config[spec.name] = st.column_config.TextColumn(spec.name, help=spec.help or None)
+        else:
+            config[spec.name] = st.column_config.NumberColumn(spec.name, help=spec.help or None, format=spec.format)
+    return config
+
+
 def show_table(rows: list[dict[str, object]], keys: list[str] | None = None) -> None:
     """Rows keyed by column ids, shown with display names, one rounding, a help tooltip per
     column and every row visible (no inner scrolling). ``keys`` are the ids, in order."""
     keys = keys or list(rows[0])
-    config = {}
-    for key in keys:
-        spec = column(key)
-        if spec.digits is None or key == "k":
-            config[spec.name] = st.column_config.TextColumn(spec.name, help=spec.help or None)
-        else:
-            config[spec.name] = st.column_config.NumberColumn(spec.name, help=spec.help or None, format=spec.format)
     shown = display_rows([{key: row[key] for key in keys} for row in rows])
-    st.dataframe(shown, hide_index=True, column_config=config, height=HEADER_PIXELS + ROW_PIXELS * len(shown))
+    st.dataframe(shown, hide_index=True, column_config=column_settings(keys),
+                 height=HEADER_PIXELS + ROW_PIXELS * len(shown))
+
+
+def show_raw_table(rows: list[dict[str, object]], keys: list[str]) -> None:
+    """Rows keyed by the ids ``keys`` with their values as they are (a sweep's axes need their own
+    digits), under the display names with a help tooltip per column."""
+    config = {key: st.column_config.Column(column(key).name, help=column(key).help or None) for key in keys}
+    st.dataframe(rows, hide_index=True, column_config=config)
 
 
 def show_summary_table(rows: list[dict], metrics: tuple[str, ...] | None = None) -> None:
@@ -45,9 +60,8 @@ def show_summary_table(rows: list[dict], metrics: tuple[str, ...] | None = None)
     metrics = metrics or tuple(rows[0]["cells"])
     shown = summary_display_rows(rows, metrics)
     keys = ["stop_at", "k", "method", "data", "n", *metrics, "reached_target"]
-    config = {column(key).name: st.column_config.TextColumn(column(key).name, help=column(key).help or None)
-              for key in keys}
-    st.dataframe(shown, hide_index=True, column_config=config, height=HEADER_PIXELS + ROW_PIXELS * len(shown))
+    st.dataframe(shown, hide_index=True, column_config=column_settings(keys, text=True),
+                 height=HEADER_PIXELS + ROW_PIXELS * len(shown))
 
 
 def run_table(result: RunResult) -> None:

@@ -12,6 +12,7 @@ from stakes_core.report.sweeps import axis_choices, cell_rows, filter_cells, poo
 from stakes_core.report.table import (
     GAP_METRICS,
     METRICS,
+    TARGET,
     environment_warning,
     rows_to_csv,
     run_rows,
@@ -22,7 +23,7 @@ from stakes_core.report.table import (
 
 import cached
 import lab
-from widgets import run_table, show_summary_table, show_table, skipped_runs_notice
+from widgets import run_table, show_raw_table, show_summary_table, show_table, skipped_runs_notice
 
 st.title("Compare")
 config = lab.config_or_stop()
@@ -106,7 +107,7 @@ if spec_file:
         chosen = {axis: st.multiselect(axis, values, default=values, format_func=str, key=f"sweep_axis_{axis}")
                   for axis, values in axis_choices(cells, sweep.axes).items()}
         shown = filter_cells(cells, chosen)
-        st.dataframe(cell_rows(shown, sweep.axes, METRICS), hide_index=True)
+        show_raw_table(cell_rows(shown, sweep.axes, METRICS), [*sweep.axes, *METRICS, TARGET])
         for title, runs in pool_cells(shown, sweep.axes):
             st.markdown(f"**{title}**")
             show_summary_table(summarize(runs))

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from stakes_core.figures.continual import arm_label, round_curves_figure, round_embedding_figure
+from stakes_core.figures.tables import glossary
 from stakes_core.infra.errors import StakesError
 from stakes_core.report.continual import continual_answers, cost_markdown, round_summary, summary_markdown
 from stakes_core.run.continual import parse_arms
@@ -87,6 +88,7 @@ metrics = ("test_acc", "retain_acc", "forget_acc", "relapse", "relapse_max", "co
 with st.expander("Per round: mean [95 % interval] over seeds", expanded=False):
     st.markdown(summary_markdown(round_summary(run.records), metrics,
                                  {"collapse_original": 3, "collapse_previous": 3}))
+    st.caption(glossary(metrics, ids=True))
 if rounds > 1:
     st.subheader("What the numbers say")
     st.markdown(continual_answers(run.records))

@@ -13,6 +13,7 @@ from stakes_core.anchors import DescriptionsError, class_prompt, load_descriptio
 from stakes_core.anchors.build import anchor_similarity, mean_off_diagonal
 from stakes_core.figures import anchor_similarity_figure
 from stakes_core.figures.anchor_agreement import MODEL_TITLES, agreement_words, anchor_agreement_figure
+from stakes_core.figures.tables import column
 from stakes_core.infra.cache import TensorCache, config_key
 from stakes_core.methods import hyperparameters
 from stakes_core.methods.structure_space import STRUCTURE_SPACES
@@ -122,11 +123,11 @@ if model_ready(config):
     agreement = {view: anchor_agreement(after, similarity) for view, similarity in similarities.items()}
     shipped_rho = {view: anchor_agreement(before, similarity).rho
                    for view, similarity in similarities.items()} if changed else {}
-    for column, (view, result) in zip(st.columns(len(agreement)), agreement.items()):
-        column.metric(f"ρ with the {MODEL_TITLES[view].removeprefix('model: ')}", f"{result.rho:+.2f}",
-                      delta=f"{result.rho - shipped_rho[view]:+.2f} vs shipped" if changed else None,
-                      help=f"{MODEL_VIEWS[view]}; {agreement_words(result)}")
-        column.caption(f"p = {result.p_value:.2g} ({result.n_pairs} class pairs)")
+    for slot, (view, result) in zip(st.columns(len(agreement)), agreement.items()):
+        slot.metric(f"ρ with the {MODEL_TITLES[view].removeprefix('model: ')}", f"{result.rho:+.2f}",
+                    delta=f"{result.rho - shipped_rho[view]:+.2f} vs shipped" if changed else None,
+                    help=f"{column('anchor_rho').help}. Model side: {MODEL_VIEWS[view]}; {agreement_words(result)}.")
+        slot.caption(f"p = {result.p_value:.2g} ({result.n_pairs} class pairs)")
     view = st.radio("Model side of the figure", list(MODEL_VIEWS), horizontal=True, key="stakes_agreement_view",
                     format_func=lambda name: MODEL_TITLES[name].removeprefix("model: "))
     st.plotly_chart(anchor_agreement_figure(agreement[view], classes, view,

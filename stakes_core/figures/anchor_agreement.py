@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from stakes_core.analysis.anchor_agreement import MODEL_VIEWS, AgreementResult
 from stakes_core.figures.style import finish
+from stakes_core.figures.tables import hover_help
 
 MODEL_TITLES = {"features": "model: cosine of class-mean features", "confusion": "model: soft confusion"}
 """The model panel's title for each of :data:`~stakes_core.analysis.anchor_agreement.MODEL_VIEWS`."""
@@ -58,7 +59,8 @@ def anchor_agreement_figure(
         go.Scatter(
             x=result.anchor_entries, y=model_entries, mode="markers", text=pairs, showlegend=False,
             marker={"size": 8, "color": "#1f77b4", "opacity": 0.75, "line": {"width": 0.5, "color": "white"}},
-            hovertemplate="%{text}<br>anchors %{x:.3f}<br>model %{y:.3g}<extra></extra>",
+            hovertemplate=f"%{{text}}<br>anchors %{{x:.3f}}<br>model %{{y:.3g}}<br>{hover_help('anchor_rho')}"
+                          "<extra></extra>",
         ),
         1, 3,
     )

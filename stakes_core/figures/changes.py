@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 from stakes_core.analysis.changes import SPLITS, PerClassAccuracy, PredictionMatrices
 from stakes_core.figures.style import finish, method_color, method_dash, method_label, method_symbol
+from stakes_core.figures.tables import hover_help
 
 SPLIT_TITLES = {"retain": "retained training images", "forget": "forget set", "test": "test set"}
 
@@ -38,7 +39,8 @@ def per_class_accuracy_figure(data: PerClassAccuracy) -> go.Figure:
                     marker={"symbol": method_symbol(model), "size": 8},
                     customdata=[[r.correct, r.count] for r in rows],
                     hovertemplate=f"{method_label(model)}<br>class %{{x}}: %{{y:.1f}}% "
-                                  "(%{customdata[0]} of %{customdata[1]})<extra></extra>",
+                                  f"(%{{customdata[0]}} of %{{customdata[1]}})<br>{hover_help(f'{split}_acc')}"
+                                  "<extra></extra>",
                 ),
                 row, 1,
             )

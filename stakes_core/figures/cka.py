@@ -9,11 +9,12 @@ from plotly.subplots import make_subplots
 from stakes_core.analysis.cka import CKA_SPLITS, LayerCKA
 from stakes_core.figures.changes import SPLIT_TITLES
 from stakes_core.figures.style import finish, method_color, method_dash, method_label, method_symbol
+from stakes_core.figures.tables import hover_help
 
 
 def layer_cka_figure(data: LayerCKA) -> go.Figure:
     """Two panels (retained, test): stages on x, CKA with the original on y, one line per method."""
-    sizes = dict(data.images)
+    sizes, explained = dict(data.images), hover_help("cka")
     figure = make_subplots(
         1, len(CKA_SPLITS), shared_yaxes=True, horizontal_spacing=0.06,
         subplot_titles=[f"{SPLIT_TITLES[split]} ({sizes[split]})" for split in CKA_SPLITS],
@@ -26,7 +27,7 @@ def layer_cka_figure(data: LayerCKA) -> go.Figure:
                     name=method_label(method), legendgroup=method, showlegend=column == 1,
                     line={"color": method_color(method), "dash": method_dash(method)},
                     marker={"symbol": method_symbol(method), "size": 8},
-                    hovertemplate=f"{method_label(method)}<br>%{{x}}: CKA %{{y:.3f}}<extra></extra>",
+                    hovertemplate=f"{method_label(method)}<br>%{{x}}: CKA %{{y:.3f}}<br>{explained}<extra></extra>",
                 ),
                 1, column,
             )

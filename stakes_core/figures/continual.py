@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from stakes_core.analysis.continual import RoundEmbedding, round_embedding
 from stakes_core.figures.export import save_figures
 from stakes_core.figures.style import finish, method_color, method_label
+from stakes_core.figures.tables import hover_help
 from stakes_core.report.continual import round_summary
 from stakes_core.run.continual import RoundRecord
 from stakes_core.run.continual_store import ContinualRun
@@ -58,7 +59,7 @@ def round_curves_figure(records: list[RoundRecord], title: str = "Continual requ
                 error_y={"type": "data", "array": errors, "visible": True, "thickness": 1},
                 customdata=[[row[metric]["n"]] for row in points],
                 hovertemplate=(f"{arm_label(arm)}<br>round %{{x}}<br>{label}: %{{y:.3f}}"
-                               " (n=%{customdata[0]})<extra></extra>"),
+                               f" (n=%{{customdata[0]}})<br>{hover_help(metric)}<extra></extra>"),
             ), panel // 2 + 1, panel % 2 + 1)
     figure.update_xaxes(title="round", dtick=1)
     seeds = len({r.seed for r in records})

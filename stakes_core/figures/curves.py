@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from stakes_core.analysis import CollapseCurve, TradeoffPoint
 from stakes_core.figures.style import finish, method_color, method_dash, method_label, method_symbol
+from stakes_core.figures.tables import hover_help
 from stakes_core.infra.errors import ConfigError
 
 KEY_TITLES = {"mean_collapse": "structural collapse (mean over steps)", "final_collapse": "structural collapse (final)"}
@@ -29,7 +30,8 @@ def collapse_curves_figure(curves: Sequence[CollapseCurve], view: str = "backbon
                 customdata=list(zip(curve.forget_acc, [curve.seed] * len(curve.steps))),
                 hovertemplate=(
                     f"<b>{method_label(curve.method)}</b> (k={curve.k}, seed %{{customdata[1]}})<br>step %{{x}}"
-                    "<br>collapse %{y:.4f}<br>forget accuracy %{customdata[0]:.1f} %<extra></extra>"
+                    f"<br>collapse %{{y:.4f}}<br>forget accuracy %{{customdata[0]:.1f}} %<br>{hover_help('collapse')}"
+                    "<extra></extra>"
                 ),
             )
         )
@@ -57,7 +59,8 @@ def collapse_tradeoff_figure(points: Sequence[TradeoffPoint], key: str = "mean_c
                 hovertemplate=(
                     f"<b>{method_label(method)}</b> k=%{{customdata[0]}}, seed %{{customdata[1]}}"
                     "<br>collapse %{x:.4f}"
-                    "<br>retain − forget accuracy %{y:.1f} %<br>test accuracy %{customdata[2]:.1f} %<extra></extra>"
+                    "<br>retain − forget accuracy %{y:.1f} %<br>test accuracy %{customdata[2]:.1f} %"
+                    f"<br>{hover_help(key)}<br>{hover_help('tradeoff_acc')}<extra></extra>"
                 ),
             )
         )

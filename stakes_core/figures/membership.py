@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from stakes_core.analysis.membership import LossAttackView
 from stakes_core.analysis.ulira import ULiRAView
 from stakes_core.figures.style import finish, method_color, method_label
+from stakes_core.figures.tables import hover_help
 
 SYMLOG_TICKS = (0, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
 
@@ -38,7 +39,7 @@ def ulira_figure(view: ULiRAView) -> go.Figure:
             pointpos=0, marker={"color": method_color(model), "size": 7}, line={"color": method_color(model)},
             fillcolor="rgba(0,0,0,0)", customdata=np.stack([view.forget_indices, scores], axis=1),
             hovertemplate=f"{method_label(model)}<br>forget instance %{{customdata[0]:.0f}}"
-                          "<br>score %{customdata[1]:.2f}<extra></extra>",
+                          f"<br>score %{{customdata[1]:.2f}}<br>{hover_help('ulira_score')}<extra></extra>",
         ))
     shown = [t for t in SYMLOG_TICKS if t <= max(largest, 1) * 1.5]
     values = sorted({sign * t for t in shown for sign in (-1, 1)})
@@ -72,12 +73,12 @@ def loss_attack_figure(view: LossAttackView) -> go.Figure:
         customdata=[[a.splits, a.held_out, a.n_per_class] for a in attacks],
         hovertemplate="%{x}<br>held-out accuracy %{y:.2f} (mean of %{customdata[0]} splits, "
                       "%{customdata[1]} images judged each)<br>%{customdata[2]} forgotten vs %{customdata[2]} test"
-                      "<extra></extra>",
+                      f"<br>{hover_help('loss_mia')}<extra></extra>",
     ))
     figure.add_trace(go.Scatter(
         x=labels, y=[a.auc for a in attacks], mode="markers", name="AUC of −loss (< 0.5: forgotten lose more)",
         marker={"symbol": "diamond", "size": 12, "color": "black"},
-        hovertemplate="%{x}<br>AUC %{y:.2f}<extra></extra>",
+        hovertemplate=f"%{{x}}<br>AUC %{{y:.2f}}<br>{hover_help('loss_auc')}<extra></extra>",
     ))
     figure.add_hline(y=0.5, line_dash="dot", line_color="gray")
     figure.update_yaxes(title="accuracy / AUC (dotted: 0.5, chance, the ideal)", range=[0, 1.05])

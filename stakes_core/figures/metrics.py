@@ -8,6 +8,7 @@ from plotly.subplots import make_subplots
 from stakes_core.analysis.privacy import PrivacyView
 from stakes_core.analysis.retrieval import RetrievalView
 from stakes_core.figures.style import KIND_LABELS, finish, method_color, method_label
+from stakes_core.figures.tables import hover_help
 
 
 def retrieval_metrics_figure(view: RetrievalView) -> go.Figure:
@@ -22,8 +23,10 @@ def retrieval_metrics_figure(view: RetrievalView) -> go.Figure:
                 go.Bar(
                     x=list(values), y=list(values.values()), name=method_label(model), legendgroup=model,
                     showlegend=column == 1, marker_color=method_color(model),
+                    customdata=[hover_help(metric) for metric in values],
                     hovertemplate=(
-                        f"{method_label(model)}, {KIND_LABELS[group]} queries<br>%{{x}} = %{{y:.1f}} %<extra></extra>"
+                        f"{method_label(model)}, {KIND_LABELS[group]} queries<br>%{{x}} = %{{y:.1f}} %"
+                        "<br>%{customdata}<extra></extra>"
                     ),
                 ),
                 1, column,
@@ -43,11 +46,13 @@ def privacy_figure(view: PrivacyView) -> go.Figure:
         marker_color=[method_color(m) for m in models],
         customdata=[view.attack_acc[m] for m in models],
         hovertemplate="%{x}<br>forgotten images judged non-member: %{y:.1f} %"
-                      "<br>attack held-out accuracy: %{customdata:.1f} %<extra></extra>",
+                      "<br>attack held-out accuracy: %{customdata:.1f} %"
+                      f"<br>{hover_help('mia_efficacy')}<extra></extra>",
     ))
     figure.add_trace(go.Scatter(
         x=[method_label(m) for m in models], y=[view.attack_acc[m] for m in models], mode="markers",
         name="attack accuracy (50 % = chance)", marker={"symbol": "diamond", "size": 12, "color": "black"},
+        hovertemplate=f"%{{x}}<br>attack accuracy %{{y:.1f}} %<br>{hover_help('attack_acc')}<extra></extra>",
     ))
     figure.add_hline(y=50, line_dash="dot", line_color="gray")
     figure.update_yaxes(title="percent", range=[0, 105])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from stakes_core.figures.style import finish
+from stakes_core.figures.tables import column, hover_help
 from stakes_core.report.comparison import VariantComparison, mean_interval
 
 METRIC_TITLES = {
@@ -25,6 +26,7 @@ def paired_differences_figure(
     noise = comparison.noise(metric, reference)
     figure = go.Figure()
     names = list(paired)
+    explained = f"<br>{hover_help(metric)}" if column(metric).graded else ""  # a user's metric has no entry
     if noise > 0:
         figure.add_vrect(x0=-noise, x1=noise, fillcolor="#bbbbbb", opacity=0.3, line_width=0,
                          annotation_text="±1 sd of the reference over seeds", annotation_position="top left")
@@ -33,14 +35,15 @@ def paired_differences_figure(
         figure.add_trace(go.Scatter(
             x=cell.values, y=[variant] * len(cell.values), mode="markers", showlegend=variant == names[0],
             name="one seed", legendgroup="seed", marker={"color": "#1f77b4", "size": 9, "opacity": 0.7},
-            customdata=comparison.seeds, hovertemplate="seed %{customdata}: %{x:+.3f}<extra></extra>",
+            customdata=comparison.seeds, hovertemplate=f"seed %{{customdata}}: %{{x:+.3f}}{explained}<extra></extra>",
         ))
         low, high = mean_interval(cell.values)
         error = {"type": "data", "symmetric": False, "array": [high - cell.mean], "arrayminus": [cell.mean - low]}
         figure.add_trace(go.Scatter(
             x=[cell.mean], y=[variant], mode="markers", name="mean, 95 % interval", legendgroup="mean",
             showlegend=variant == names[0], marker={"color": "#d62728", "size": 13, "symbol": "diamond"},
-            error_x=error if len(cell.values) > 1 else None, hovertemplate="mean %{x:+.3f}<extra></extra>",
+            error_x=error if len(cell.values) > 1 else None,
+            hovertemplate=f"mean %{{x:+.3f}}{explained}<extra></extra>",
         ))
     figure.update_xaxes(title=f"difference in {METRIC_TITLES.get(metric, metric)}: variant − reference")
     figure.update_yaxes(autorange="reversed")
