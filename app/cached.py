@@ -27,6 +27,8 @@ from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
 from stakes_core.infra.errors import StakesError
+from stakes_core.lab.side_by_side import StoredRuns
+from stakes_core.lab.side_by_side import stored_runs as list_stored_runs
 from stakes_core.methods import list_methods
 from stakes_core.run.config import ExperimentConfig
 from stakes_core.run.continual_store import ContinualRun
@@ -90,6 +92,21 @@ def _siblings(config_json: str, stored: tuple[str, ...], methods: tuple[str, ...
     """``stored`` (the store's folder names) and ``methods`` (the registered ones) are only part
     of the key: a new run or a newly registered method invalidates it."""
     return find_siblings(ExperimentConfig(**json.loads(config_json)))
+
+
+def stored_runs() -> StoredRuns:
+    """Every stored run with its label (Side by side page); read again only when the store or
+    the methods change."""
+    root = store_root()
+    stored = tuple(sorted(p.name for p in root.iterdir())) if root.is_dir() else ()
+    return _stored_runs(str(root), stored, tuple(list_methods()))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _stored_runs(root: str, stored: tuple[str, ...], methods: tuple[str, ...]) -> StoredRuns:
+    """``stored`` (the store's folder names) and ``methods`` (the registered ones) are only part
+    of the key: a new run or a newly registered method invalidates it."""
+    return list_stored_runs(root)
 
 
 @st.cache_resource(show_spinner="Laying out the embedding (the first UMAP also compiles it)…", max_entries=16)

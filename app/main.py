@@ -34,6 +34,7 @@ pages = {
         st.Page("views/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
         st.Page("views/retrieval.py", title="Retrieval", icon=":material/image_search:"),
         st.Page("views/stakes.py", title="Stakes", icon=":material/anchor:"),
+        st.Page("views/side_by_side.py", title="Side by side", icon=":material/view_column:"),
     ],
 }
 for page in list_pages():
