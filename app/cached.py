@@ -26,6 +26,7 @@ from stakes_core.analysis.field import FieldEvaluation, field_evaluation
 from stakes_core.analysis.gradcam import GradCAMView, gradcam_view
 from stakes_core.analysis.retrieval import RetrievalView, retrieval_view
 from stakes_core.anchors import build_anchors, load_descriptions, match_classes
+from stakes_core.figures import export
 from stakes_core.infra.errors import StakesError
 from stakes_core.lab.side_by_side import StoredRuns
 from stakes_core.lab.side_by_side import stored_runs as list_stored_runs
@@ -43,6 +44,15 @@ def umap_warm_up() -> threading.Thread:
     """Compile UMAP's numba code once per server, in the background, while the visitor sets up
     and runs (it would otherwise hold up the first Embedding page by about 20 s)."""
     thread = threading.Thread(target=warm_up_umap, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+@st.cache_resource(show_spinner=False)
+def static_export_warm_up() -> threading.Thread:
+    """Find out once per server, in the background, whether kaleido can draw PNG/SVG here (a
+    real render, a few seconds), so the first page with download buttons does not wait for it."""
+    thread = threading.Thread(target=export.static_export_reason, name="export-check", daemon=True)
     thread.start()
     return thread
 

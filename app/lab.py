@@ -5,23 +5,28 @@ Settings live in ``st.session_state`` under ``cfg_*`` keys (widgets bind to them
 this module only turns settings into an :class:`ExperimentConfig` and checks them first. The
 choices (presets, methods, encoders, each method's key hyperparameters) come from the
 registries and the methods' configs, so a plugin's method or encoder appears with no edit here.
+The settings that define a run also live in the page's address (:func:`sync_url`), so a copied
+link opens the same run.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Mapping
 
 import streamlit as st
 
 from stakes_core import experiment_config, load_preset
+from stakes_core.anchors import shipped_descriptions
 from stakes_core.anchors.encoders import list_encoder_examples
 from stakes_core.anchors.variants import ANCHOR_SOURCES
 from stakes_core.data import DatasetFormatError, DatasetNotFoundError
 from stakes_core.figures.style import method_label
-from stakes_core.methods import METHODS, PAPER_METHODS, Hyperparameter, hyperparameters, list_methods
+from stakes_core.lab.url_state import UrlChoices, decode, encode, key_hyperparameters, preset_hyperparameters
+from stakes_core.methods import METHODS, PAPER_METHODS, list_methods
 from stakes_core.methods.access import RetainAccessError
-from stakes_core.run.config import ExperimentConfig, method_hyperparameters
+from stakes_core.run.config import STOP_TARGETS, ExperimentConfig
 from stakes_core.run.context import load_dataset
 from stakes_core.run.presets import list_presets
 from stakes_core.run.runstore import is_complete, run_directory
@@ -29,6 +34,7 @@ from stakes_core.run.runstore import is_complete, run_directory
 # Guard rails for a public demo: the proxy set holds k · n_adv images and every epoch is a
 # step per batch of the forget set, so these two bound memory and time.
 MAX_K = 128
+MAX_SEED = 10_000
 MAX_EPOCHS = 101
 MAX_N_ADV = 50
 LIMITS = {"max_epochs": MAX_EPOCHS, "n_adv": MAX_N_ADV}
@@ -59,20 +65,8 @@ def encoder_choices() -> list[str]:
     return list_encoder_examples()
 
 
-def key_hyperparameters(method: str) -> list[Hyperparameter]:
-    """The hyperparameters of ``method`` the Setup page exposes (its config marks them ``key``;
-    the rest keep the preset's values)."""
-    return [hp for hp in hyperparameters(method) if hp.key]
-
-
 def hp_key(method: str, name: str) -> str:
     return f"cfg_hp.{method}.{name}"
-
-
-def preset_hyperparameters(preset: str, method: str) -> dict[str, object]:
-    """The key hyperparameters of ``method`` as the preset sets them (method defaults elsewhere)."""
-    values = method_hyperparameters(preset, method)
-    return {hp.name: values[hp.name] for hp in key_hyperparameters(method)}
 
 
 def reset_hyperparameters(only_missing: bool = False) -> None:
@@ -98,23 +92,72 @@ def reset_settings() -> None:
 
 
 def init_settings() -> None:
-    """Defaults on a visitor's first page run; afterwards, keep every ``cfg_*`` (Setup) and
-    ``req_*`` (Requests) value alive when
+    """On a visitor's first page run, the settings the page's address holds and defaults for the
+    rest; afterwards, keep every ``cfg_*`` (Setup) and ``req_*`` (Requests) value alive when
     the page that owns its widget is not shown (Streamlit drops unrendered widgets' state)."""
     state = st.session_state
     if "cfg_preset" not in state:
-        state["cfg_preset"] = "digits"
+        linked = decode(st.query_params.to_dict(), url_choices())
+        state["cfg_preset"] = linked.settings.get("preset", "digits")
         state["cfg_seed"] = 0
         state["cfg_anchor_source"] = "text"
         state["cfg_from_scratch"] = False
         state["cfg_stop_at"] = "zero"
         state["cfg_retain_free"] = False
         reset_settings()
+        apply_url_settings(linked.settings)
+        state["url_notice"] = linked.notice()
     for method in method_choices():  # the paper's four are chosen at first; later-registered ones start unchosen
         state.setdefault(f"cfg_method.{method}", method in PAPER_METHODS)
     reset_hyperparameters(only_missing=True)
     for key in [key for key in state if isinstance(key, str) and key.startswith(KEPT_PREFIXES)]:
         state[key] = state[key]
+
+
+URL_KEYS = {"preset": "cfg_preset", "k": "cfg_k", "seed": "cfg_seed", "anchors": "cfg_anchor_source",
+            "encoder": "cfg_encoder", "descriptions": "cfg_descriptions", "stop_at": "cfg_stop_at",
+            "scratch": "cfg_from_scratch"}
+"""The session key of each setting a link carries (besides the methods and hyperparameters)."""
+
+
+def url_choices() -> UrlChoices:
+    """What a link may choose: what the Setup page offers, within this dashboard's limits."""
+    return UrlChoices(
+        presets=preset_choices(), methods=method_choices(), encoders=encoder_choices(),
+        descriptions=shipped_descriptions(), anchor_sources=list(ANCHOR_SOURCES), stop_targets=list(STOP_TARGETS),
+        max_k=MAX_K, max_seed=MAX_SEED, limits=LIMITS,
+    )
+
+
+def apply_url_settings(settings: Mapping[str, Any]) -> None:
+    """Put the settings decoded from a link into the session (what they leave out keeps its value)."""
+    state = st.session_state
+    for name, key in URL_KEYS.items():
+        if name in settings:
+            state[key] = settings[name]
+    if "methods" in settings:
+        for method in method_choices():
+            state[f"cfg_method.{method}"] = method in settings["methods"]
+    for name, value in settings.get("hyperparameters", {}).items():
+        method, _, hp = name.partition(".")
+        state[hp_key(method, hp)] = value
+
+
+def sync_url() -> None:
+    """Say once what a link set that could not be used, and write the current settings into the
+    page's address whenever they differ from it, so a copied link opens the same run."""
+    notice = st.session_state.pop("url_notice", None)
+    if notice:
+        st.warning(notice, icon=":material/link_off:")
+    state = st.session_state
+    methods = chosen_methods()
+    settings = {name: state[key] for name, key in URL_KEYS.items()}
+    settings["methods"] = methods
+    settings["hyperparameters"] = {f"{method}.{hp.name}": state[hp_key(method, hp.name)]
+                                   for method in methods for hp in key_hyperparameters(method)}
+    wanted = encode(settings)
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
 
 
 def method_groups() -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """The stakes dashboard: ``streamlit run app/main.py``.
 
 Pages live in ``app/views``; they hold widgets and layout only and call ``stakes_core`` for
-every number and figure. Opens on the offline digits default. Plugins named by
+every number and figure. Opens on the offline digits default, or on the settings in the link's
+query string (the page is the link's path). Plugins named by
 ``STAKES_PLUGINS`` (or installed entry points) load at the first registry lookup; their methods
 and encoders join the Setup page's choices, and the pages they register
 (:func:`stakes_core.lab.pages.register_page`) join the navigation."""
@@ -19,6 +20,7 @@ import lab
 st.set_page_config(page_title="stakes: structure-faithful unlearning",
                    page_icon=str(Path(__file__).with_name("favicon.png")), layout="wide")
 lab.init_settings()
+lab.sync_url()
 
 pages = {
     "Unlearn": [
@@ -49,3 +51,4 @@ try:
     st.navigation(pages).run()
 finally:  # after the page is drawn: the compilation holds the GIL and would delay the first paint
     cached.umap_warm_up()
+    cached.static_export_warm_up()

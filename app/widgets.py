@@ -1,16 +1,21 @@
-"""Display pieces more than one page uses (tables, image strips, hyperparameter inputs)."""
+"""Display pieces more than one page uses (tables, image strips, hyperparameter inputs, figures
+with their downloads)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from stakes_core.data import ImageDataset, to_float
+from stakes_core.figures import export
 from stakes_core.figures.grids import to_rgb
 from stakes_core.figures.style import KIND_LABELS
 from stakes_core.figures.tables import column, display_rows, summary_display_rows
+from stakes_core.infra.errors import StakesError
 from stakes_core.methods import Hyperparameter
 from stakes_core.report.table import run_rows
 from stakes_core.run.results import RunResult
@@ -127,3 +132,42 @@ def skipped_runs_notice(skipped: list[SkippedRun]) -> None:
             f"{'them' if plural else 'it'}: STAKES_PLUGINS=FILE make run.",
             icon=":material/extension_off:",
         )
+
+
+def figure(chart: go.Figure, name: str) -> None:
+    """``chart`` with buttons under it that download it as PNG and SVG (drawn when clicked) or,
+    where kaleido cannot draw them (checked once per server), one caption saying how to get them.
+    ``name`` is the files' name and keeps the buttons apart."""
+    st.plotly_chart(chart, key=f"chart_{name}")
+    reason = export.static_export_reason()
+    if reason is not None:
+        st.caption("PNG/SVG downloads need `pip install kaleido` and a Chromium it can drive; the camera button "
+                   "above the chart saves a PNG.", help=f"Static export here: {reason}")
+        return
+    for place, kind in zip(st.columns([1, 1, 8]), ("png", "svg")):
+        place.download_button(
+            kind.upper(), lambda kind=kind: export.static_image(chart, kind), file_name=f"{name}.{kind}",
+            mime="image/png" if kind == "png" else "image/svg+xml", key=f"download_{name}_{kind}",
+            on_click="ignore", icon=":material/download:",
+        )
+
+
+def figures_zip_button(directory: Path) -> None:
+    """A button that draws every figure of the run (what ``stakes figures`` writes) and then
+    offers them as one zip; the zip stays in the session until another run's is drawn."""
+    if st.button("Draw every figure of this run", icon=":material/folder_zip:",
+                 help="What `stakes figures` writes: HTML (opens offline), PNG where kaleido can draw it, and "
+                      "analysis.json. Takes a minute or so on digits."):
+        with st.spinner("Drawing every figure of the run…"):
+            try:
+                data, notes = export.figures_zip(directory)
+            except StakesError as error:
+                st.error(str(error), icon=":material/error:")
+                return
+        st.session_state["figures_zip"] = (str(directory), data, notes)
+    drawn = st.session_state.get("figures_zip")
+    if drawn and drawn[0] == str(directory):
+        st.download_button("Download the figures (zip)", drawn[1], file_name=f"{directory.name}-figures.zip",
+                           mime="application/zip", on_click="ignore", icon=":material/download:")
+        for note in drawn[2]:
+            st.caption(note)

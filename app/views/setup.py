@@ -13,7 +13,8 @@ import lab
 from widgets import forget_strip, hyperparameter_input
 
 st.title("Setup")
-st.caption("The preset fills in the paper's settings (or, for digits, values tuned on held-out seeds).")
+st.caption("The preset fills in the paper's settings (or, for digits, values tuned on held-out seeds). The page's "
+           "address keeps these choices: copy it to share this run.")
 
 left, right = st.columns([1, 1])
 with left:
@@ -27,7 +28,7 @@ with left:
     st.number_input(f"k: training images to forget (1–{lab.MAX_K} here)", 1, key="cfg_k", step=1,
                     help=f"How many training images the model must forget; at most {lab.MAX_K} on this dashboard "
                          "(the proxy set and the steps grow with k). More is harder to forget without damage.")
-    st.number_input("Seed (which images are forgotten)", 0, 10_000, key="cfg_seed", step=1)
+    st.number_input("Seed (which images are forgotten)", 0, lab.MAX_SEED, key="cfg_seed", step=1)
     st.toggle("Retrain the model here instead of the shipped checkpoint", key="cfg_from_scratch",
               help="The shipped checkpoint gives every machine the same model, and so the README's numbers. "
                    "Retrained here, the model (and every result) depends on this machine's PyTorch and threads. "

@@ -1,4 +1,5 @@
-"""Structure: collapse curves, collapse against trade-off, and affinity heatmaps."""
+"""Structure: collapse curves, collapse against trade-off, and affinity heatmaps, each downloadable
+as PNG/SVG; and every figure of the run (what ``stakes figures`` writes) as one zip."""
 
 import streamlit as st
 
@@ -9,7 +10,7 @@ from stakes_core.figures.tables import glossary
 
 import cached
 import lab
-from widgets import skipped_runs_notice
+from widgets import figure, figures_zip_button, skipped_runs_notice
 
 st.title("Structure")
 config = lab.config_or_stop()
@@ -21,12 +22,13 @@ view = st.radio("Embedding", ["backbone", "projector"], horizontal=True, format_
 if view == "projector" and "structguard" not in result.methods:
     st.info("The projector view exists only for StructGuard, which this run does not include.")
 else:
-    st.plotly_chart(collapse_curves_figure(collapse_curves([result], view=view), view=view))
+    figure(collapse_curves_figure(collapse_curves([result], view=view), view=view),
+           f"{directory.name}-collapse_curves" + ("_projector" if view == "projector" else ""))
     st.caption("Structural collapse after each step: how far the retained probe images' affinities to the anchors "
                "moved since the original model (0 = not at all). " + glossary(["mean_collapse", "final_collapse"]))
 
 found = cached.siblings(config)
-st.plotly_chart(collapse_tradeoff_figure(tradeoff_points(found.runs)))
+figure(collapse_tradeoff_figure(tradeoff_points(found.runs)), f"{directory.name}-collapse_vs_tradeoff")
 runs = len(found.runs)
 st.caption(f"{runs} stored run{'' if runs == 1 else 's'} of this setting (every seed and k). More seeds make the "
            "trend readable.")
@@ -45,6 +47,11 @@ retained = right.multiselect(
 )
 if retained:
     chosen_view = affinity_view if method == "structguard" else "backbone"
-    st.plotly_chart(affinity_heatmaps_figure(cached.affinities(str(directory), method, tuple(retained), chosen_view)))
+    figure(affinity_heatmaps_figure(cached.affinities(str(directory), method, tuple(retained), chosen_view)),
+           f"{directory.name}-affinity_{method}")
 else:
     st.info("Choose at least one retained instance.")
+
+st.subheader("Every figure of this run")
+st.caption("The figures of every page and the analyses' numbers, as `stakes figures` writes them, in one zip.")
+figures_zip_button(directory)

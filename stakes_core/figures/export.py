@@ -1,8 +1,13 @@
 """Write figures to disk: interactive HTML always, static PNG/SVG through kaleido when a
-Chrome/Chromium it can drive is installed (``apt-get install chromium`` or ``plotly_get_chrome``)."""
+Chrome/Chromium it can drive is installed (``apt-get install chromium`` or ``plotly_get_chrome``);
+render one figure as PNG/SVG bytes, and a run's figures as one zip (the dashboard's downloads)."""
 
 from __future__ import annotations
 
+import functools
+import io
+import tempfile
+import zipfile
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -44,10 +49,51 @@ def save_figures(
         pio.write_images(sized, paths, scale=scale, width=[figure.layout.width for figure in sized],
                          height=[figure.layout.height for figure in sized])
     except Exception as error:  # kaleido reports a missing browser in several exception types
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        reason = f"static export unavailable ({type(error).__name__}: {first_line})"
+        reason = f"static export unavailable ({_first_line(error)})"
         if format != "auto":
             how = "install Chromium (apt-get install chromium) or run plotly_get_chrome"
             raise StaticExportUnavailable(f"{reason}; {how}") from None
         return written, reason
     return written + paths, None
+
+
+@functools.cache
+def static_export_reason() -> str | None:
+    """``None`` when kaleido can render PNG/SVG here, else why not. Only a real render tells (kaleido
+    may be installed without a Chromium it can drive), so this draws a one-point figure, once per
+    process: a few seconds the first time."""
+    try:
+        go.Figure(go.Scatter(x=[0], y=[0])).to_image(format="png", width=40, height=40)
+    except Exception as error:  # a missing kaleido is a ValueError, a missing browser one of several types
+        return _first_line(error)
+    return None
+
+
+def static_image(figure: go.Figure, format: str, scale: float = 2.0) -> bytes:
+    """``figure`` as PNG or SVG bytes at its own size (what :func:`save_figures` writes to a file)."""
+    if format not in ("png", "svg"):
+        raise ConfigError(f"format '{format}' is not png or svg")
+    return figure.to_image(format=format, scale=scale, width=figure.layout.width, height=figure.layout.height)
+
+
+def figures_zip(run_dir: str | Path, embedding: str = "umap", device: str = "cpu") -> tuple[bytes, list[str]]:
+    """Every figure of the run at ``run_dir``, as ``stakes figures`` writes them (HTML with plotly.js
+    beside it, PNG too where kaleido can render, ``analysis.json``), in one zip under the folder
+    ``<run>-figures/``; and the report's notes (e.g. why there is no PNG)."""
+    from stakes_core.figures.report import write_report  # the report imports this module
+
+    run_dir = Path(run_dir)
+    with tempfile.TemporaryDirectory(prefix="stakes-figures-") as folder:
+        report = write_report(run_dir, folder, format="auto", embedding=embedding, device=device, progress=False)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(Path(folder).rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{run_dir.name}-figures/{path.relative_to(folder)}")
+    return buffer.getvalue(), report.notes
+
+
+def _first_line(error: Exception) -> str:
+    """``Type: first line of the message``: a one-line reason."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
