@@ -9,6 +9,7 @@ and encoders join the Setup page's choices, and the pages they register
 
 from pathlib import Path
 
+import pandas  # noqa: F401  (imported before the warm-up threads: plotly must never see a half-imported pandas)
 import streamlit as st
 
 from stakes_core.lab.pages import list_pages
@@ -38,6 +39,7 @@ pages = {
         st.Page("views/stakes.py", title="Stakes", icon=":material/anchor:"),
         st.Page("views/side_by_side.py", title="Side by side", icon=":material/view_column:"),
     ],
+    "Teach": [st.Page("views/lesson.py", title="Lesson", icon=":material/school:")],
 }
 for page in list_pages():
     pages.setdefault(page.section, []).append(
