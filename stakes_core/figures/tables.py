@@ -65,6 +65,8 @@ def _recall(k: int) -> Column:
 _ACCURACY = "top-1 accuracy on "
 _COLLAPSE = "1 − mean cos(S₀ᵢ, Sₜᵢ) of the retained probe images' affinities to the anchors"
 _SAME_AS_UNSEEN = "0.5, chance (the forgotten images look like images the model never saw)"
+_KEEPS_PROFILE = "0 (every probe image keeps its affinity profile)"
+_STAYS_FORGOTTEN = "0 % (earlier requests stay forgotten)"
 COLUMNS: dict[str, Column] = {
     "method": Column("method", None, "the original model (before unlearning) or the unlearning method"),
     "model": Column("model", None, "the original model (before unlearning) or the unlearning method"),
@@ -89,12 +91,12 @@ COLUMNS: dict[str, Column] = {
     "tradeoff_acc": Column("A_r − A_f (%)", 1, "retain accuracy minus forget accuracy at the end of unlearning",
                            "higher", "the original model's A_r with A_f at 0 %"),
     "collapse": Column("collapse", 3, f"structural collapse after this step: {_COLLAPSE}, against the original "
-                       "model's (1 = unrelated)", "lower", "0 (every probe image keeps its affinity profile)"),
+                       "model's (1 = unrelated)", "lower", _KEEPS_PROFILE),
     "mean_collapse": Column("mean collapse", 3, f"structural collapse {_COLLAPSE}, against the original model's, "
                             "averaged over the recorded unlearning steps (1 = unrelated)", "lower",
-                            "0 (every probe image keeps its affinity profile)"),
+                            _KEEPS_PROFILE),
     "final_collapse": Column("final collapse", 3, "the same collapse after the last step only", "lower",
-                             "0 (every probe image keeps its affinity profile)"),
+                             _KEEPS_PROFILE),
     "steps": Column("steps", 0, "update steps the method took until A_f reached its target (or its epoch cap)",
                     "lower (cheaper)", "the fewest that reach the target"),
     "seconds": Column("seconds", 1, "wall time of the method on this machine: proxy set, steps and evaluation",
@@ -128,12 +130,12 @@ COLUMNS: dict[str, Column] = {
                          "higher makes the efficacy more telling", "well above 50 % (at 50 % the efficacy says "
                          "nothing)"),
     "relapse": Column("relapse (%)", 1, "mean forget accuracy on the images forgotten in earlier rounds",
-                      "lower", "0 % (earlier requests stay forgotten)"),
+                      "lower", _STAYS_FORGOTTEN),
     "relapse_max": Column("max relapse (%)", 1, "highest forget accuracy on any one earlier round's images", "lower",
-                          "0 % (earlier requests stay forgotten)"),
+                          _STAYS_FORGOTTEN),
     "collapse_original": Column("collapse vs original", 3, f"structural collapse after the round: {_COLLAPSE} "
                                 "(backbone g(x)), against the original model's", "lower",
-                                "0 (every probe image keeps its affinity profile)"),
+                                _KEEPS_PROFILE),
     "collapse_previous": Column("collapse vs previous", 3, f"structural collapse of this round alone: {_COLLAPSE} "
                                 "(backbone g(x)), against the model the round started from", "lower",
                                 "0 (the round left every probe image's affinity profile as it was)"),
