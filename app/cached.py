@@ -8,6 +8,7 @@ Stored runs never change once written, so their directory names are safe cache k
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -55,6 +56,69 @@ def static_export_warm_up() -> threading.Thread:
     thread = threading.Thread(target=export.static_export_reason, name="export-check", daemon=True)
     thread.start()
     return thread
+
+
+# What each analysis page shows before the visitor changes anything (the first choice of each list is
+# the default); the pages and the warm-up share them.
+RETAINED_SHOWN = 8  # Structure: retained instances in the affinity heatmaps
+EMBEDDING_PER_KIND = 150  # Embedding and Side by side: instances of each kind
+LAYOUTS = ("umap", "pca")
+GRADCAM_PER_KIND = 2  # Grad-CAM: images of each kind
+GRADCAM_TARGETS = ("label", "predicted")
+GRADCAM_STAGES = ("layer4", "layer3")
+RETRIEVAL_FEATURES = ("backbone", "deployed")
+
+
+def warm_views(directory: str) -> None:
+    """Compute every analysis page's default view of a finished run in the background, so the
+    first visit to each page after a run only draws (a page asking for a view still being made
+    waits for it rather than making it twice: Streamlit locks each cached value). Once per session
+    and run: later calls return at once."""
+    warmed = st.session_state.setdefault("warmed_views", set())
+    if directory in warmed:
+        return
+    warmed.add(directory)
+    # not a daemon (a thread started from Streamlit's script thread would inherit its daemon flag): a
+    # process that ends while a view is being made waits for it (seconds) instead of killing PyTorch
+    # mid-operation, which aborts the process
+    threading.Thread(target=_views_of, args=(directory,), name=f"views-{Path(directory).name}", daemon=False).start()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _views_of(directory: str) -> str:
+    """The default views of ``directory``, made once per server. Called inside this cached
+    function, the views show no spinner (Streamlit only shows the outermost one). A view that
+    fails is left to its page, which says why."""
+    log = logging.getLogger(__name__)
+    try:
+        views = _default_views(directory)
+    except Exception as error:  # a run that cannot be loaded: every page says why
+        log.info("warm-up of %s skipped: %s", directory, error)
+        return directory
+    for name, make in views:
+        try:
+            make()
+        except Exception as error:  # the page computes it again and shows the error there
+            log.info("warm-up of the %s view of %s failed: %s", name, directory, error)
+    return directory
+
+
+def _default_views(directory: str) -> list[tuple[str, Any]]:
+    """(name, call) for each page's default view, in the order of the pages in the sidebar; the
+    calls are the pages' own, with their defaults."""
+    run = _loaded_run(directory)
+    method = next(iter(run.result.methods))
+    shown = run.default_instances(GRADCAM_PER_KIND)
+    return [
+        ("affinity", lambda: affinities(directory, method, tuple(run.retained_indices[:RETAINED_SHOWN]), "backbone")),
+        ("per-class accuracy", lambda: class_accuracy(directory)),
+        ("prediction matrix", lambda: predictions(directory)),
+        ("layer CKA", lambda: _cka(directory)),
+        ("embedding", lambda: embedding(directory, method, EMBEDDING_PER_KIND, LAYOUTS[0])),
+        ("Grad-CAM", lambda: gradcam(directory, tuple(zip(shown.kinds, shown.indices)), tuple(run.result.methods),
+                                     GRADCAM_TARGETS[0], GRADCAM_STAGES[0])),
+        ("retrieval", lambda: retrieval(directory, RETRIEVAL_FEATURES[0])),
+    ]
 
 
 def stop_with(error: StakesError) -> NoReturn:

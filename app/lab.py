@@ -31,6 +31,8 @@ from stakes_core.run.context import load_dataset
 from stakes_core.run.presets import list_presets
 from stakes_core.run.runstore import is_complete, run_directory
 
+import cached
+
 # Guard rails for a public demo: the proxy set holds k · n_adv images and every epoch is a
 # step per batch of the forget set, so these two bound memory and time.
 MAX_K = 128
@@ -249,4 +251,5 @@ def run_or_stop() -> Path:
         st.info("These settings have not been run yet.", icon=":material/info:")
         st.page_link("views/run.py", label="Run them", icon=":material/play_arrow:")
         st.stop()
+    cached.warm_views(str(directory))  # the other analysis pages' default views, in the background
     return directory

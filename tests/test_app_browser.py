@@ -1,8 +1,9 @@
 """The dashboard end to end in headless Chromium: start the server, time the first load, refuse
 k past its limit in the page, cancel a run, check a live bar (epoch / cap, ETA, a fill that
 matches), run k=4 on the digits default, check the page shows each method's row as it finishes
-(timed from the click) and then the result, then visit every page,
-print its time and save its screenshot, and fail on any request to another host (offline).
+(timed from the click) and then the result, then visit every page (Side by side with a second
+stored run) and the Lesson, print their times, record them in ``page_times.json`` and save their
+screenshots, and fail on any request to another host (offline).
 
 Needs the system Chromium (``apt-get install chromium``; ``.ci/run`` installs it) and the
 ``playwright`` package (never ``playwright install``: no browser is downloaded).
@@ -10,6 +11,7 @@ Needs the system Chromium (``apt-get install chromium``; ``.ci/run`` installs it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,7 +27,7 @@ import pytest
 
 from stakes_core.methods import PAPER_METHODS
 from stakes_core.run.config import experiment_config
-from stakes_core.run.runstore import is_complete, run_directory
+from stakes_core.run.runstore import is_complete, load_or_run, run_directory
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -119,12 +121,49 @@ PAGE_READY = [
     ("Grad-CAM", ".js-plotly-plot", 1),
     ("Retrieval", ".js-plotly-plot", 2),
     ("Stakes", ".js-plotly-plot", 3),
+    ("Side by side", ".js-plotly-plot", 2),
     ("Setup", '[data-testid="stImage"]', 1),
 ]
+PAGE_SWITCH_LIMIT = 5.0
+"""Seconds a page may take after a run in this test: it runs beside the rest of the suite, so the
+target (about 1 s, measured alone) is printed and recorded, not asserted; 5 s still catches a page
+that recomputes its views."""
+
+
+def lesson_times(page) -> dict[str, float]:
+    """The Lesson page: step 1 (its full version) run from the Run this step button (cold), then,
+    after Next and Previous, step 1 again from the store (warm); seconds of each, and a screenshot."""
+    expect = sync_api.expect
+    times = {}
+    start = time.perf_counter()
+    nav(page, "Lesson")
+    times["Lesson"] = time.perf_counter() - start
+    run_button, plot = page.get_by_role("button", name="Run this step"), page.locator(".js-plotly-plot").first
+    expect(run_button.or_(plot)).to_be_visible(timeout=60_000)
+    if run_button.is_visible():  # not stored yet (another test of this session may have run it)
+        start = time.perf_counter()
+        run_button.click()
+        expect(plot).to_be_visible(timeout=180_000)
+        times["Lesson step 1, cold (runs it)"] = time.perf_counter() - start
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Previous").wait_for(timeout=60_000)
+    expect(page.get_by_role("button", name="Previous")).to_be_enabled(timeout=60_000)
+    start = time.perf_counter()
+    page.get_by_role("button", name="Previous").click()
+    expect(page.get_by_role("button", name="Previous")).to_be_disabled(timeout=60_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    times["Lesson step 1, warm"] = time.perf_counter() - start
+    for title, seconds in times.items():
+        print(f"{title}: {seconds:.2f} s")
+    screenshot(page, "lesson")
+    return times
 
 
 def test_a_visitor_cancels_then_runs_unlearning_and_sees_the_result(page) -> None:
     expect = sync_api.expect
+    # a second stored run of the dataset for the Side by side page (another seed, one method), made
+    # first so that it does not compete with the page switches timed below
+    load_or_run(experiment_config("digits", k=4, seed=1, methods=["neggrad"], device="auto"), progress=False)
     start = time.perf_counter()
     page.goto(page.server_url)
     page.get_by_role("heading", name="Setup", level=1).wait_for(timeout=120_000)
@@ -173,6 +212,12 @@ def test_a_visitor_cancels_then_runs_unlearning_and_sees_the_result(page) -> Non
         expect(page.locator(selector).nth(count - 1)).to_be_visible(timeout=120_000)
         times[title] = time.perf_counter() - start
         print(f"page switch to {title} after the run: {times[title]:.2f} s")
-        screenshot(page, title.lower().replace("-", ""))
-    assert times["Compare"] < 5, "switching pages after a run must not recompute anything"
+        screenshot(page, title.lower().replace("-", "").replace(" ", "_"))
+    times.update(lesson_times(page))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "page_times.json").write_text(json.dumps({"first_row": first_row, "full_table": full_table,
+                                                           "seconds": times}, indent=1))
+    slow = {title: round(seconds, 2) for title, seconds in times.items()
+            if seconds > PAGE_SWITCH_LIMIT and not title.startswith("Lesson step 1, cold")}
+    assert not slow, f"pages that recompute after a run (seconds): {slow}"
     assert not page.external_requests, f"the dashboard must work offline: {page.external_requests}"

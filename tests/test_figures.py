@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 import struct
@@ -10,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from PIL import Image as PILImage
 
 from stakes_core.analysis import AffinityView, CollapseCurve, EmbeddingView, Instances, TradeoffPoint
 from stakes_core.analysis.gradcam import GradCAMView
@@ -102,9 +105,9 @@ def test_metric_figures() -> None:
     images = {("test", 0): np.zeros((1, 4, 4)), ("train", 5): np.ones((1, 4, 4)), ("train", 6): np.ones((1, 4, 4))}
     grid = retrieval_grid_figure(retrieval, images, [0], ["a", "b"])
     assert sum(isinstance(t, go.Image) for t in grid.data) == 2 * 3
-    first_hit = grid.data[1].z  # original's rank 1 is gallery 5, of the query's class 1: green frame
+    first_hit = pixels(grid.data[1])  # original's rank 1 is gallery 5, of the query's class 1: green frame
     assert tuple(first_hit[0][0]) == (44, 160, 44)
-    assert tuple(grid.data[0].z[0][0]) == (90, 90, 90)  # the query is not judged: grey, not a colour of the legend
+    assert tuple(pixels(grid.data[0])[0][0]) == (90, 90, 90)  # not judged: grey, not a legend colour
     captions = [a.text for a in grid.layout.annotations]
     assert "true b" in captions and "class b" in captions and "class a" in captions  # every image says its class
     retrieval.query_predictions = {"original": [1], "adv": [0]}
@@ -114,6 +117,13 @@ def test_metric_figures() -> None:
     assert "class b · pred b" in captions and "class a · pred b" in captions
 
 
+def pixels(trace: go.Image) -> np.ndarray:
+    """The ``H × W × 3`` pixels of a grid cell, decoded from its PNG data URI."""
+    prefix = "data:image/png;base64,"
+    assert trace.source.startswith(prefix)
+    return np.asarray(PILImage.open(io.BytesIO(base64.b64decode(trace.source[len(prefix):]))).convert("RGB"))
+
+
 def test_gradcam_grid_uses_each_colour_for_one_thing_and_has_a_scale() -> None:
     instances = Instances(("forget", "test"), (3, 7))
     view = GradCAMView(instances, np.zeros((2, 1, 4, 4)), [0, 1], ["a", "b"],
@@ -121,8 +131,8 @@ def test_gradcam_grid_uses_each_colour_for_one_thing_and_has_a_scale() -> None:
                        {"original": [0, 1], "adv": [1, 1]}, "label", "layer4", 0.0)
     figure = gradcam_grid_figure(view)
     images = [t for t in figure.data if isinstance(t, go.Image)]
-    assert tuple(images[0].z[0][0]) == (90, 90, 90)  # the forgotten input: grey, not red
-    assert tuple(images[1].z[0][0]) == (44, 160, 44) and tuple(images[2].z[0][0]) == (214, 39, 40)
+    assert tuple(pixels(images[0])[0][0]) == (90, 90, 90)  # the forgotten input: grey, not red
+    assert tuple(pixels(images[1])[0][0]) == (44, 160, 44) and tuple(pixels(images[2])[0][0]) == (214, 39, 40)
     captions = [(a.text, a.font.color) for a in figure.layout.annotations if a.text.startswith(("true", "pred"))]
     grey, green, red = "rgb(90,90,90)", "rgb(44,160,44)", "rgb(214,39,40)"
     assert captions == [("true a", grey), ("pred a", green), ("pred b", red),
@@ -232,3 +242,13 @@ def test_stakes_figures_bad_input(small_run, tmp_path, capsys, arguments, messag
 def test_stakes_figures_needs_a_run(tmp_path, capsys) -> None:
     assert main(["figures", str(tmp_path), "--quiet"]) == 2
     assert "no run directory" in capsys.readouterr().err
+
+
+def test_share_axes_gives_side_by_side_figures_one_scale() -> None:
+    from stakes_core.figures.curves import share_axes
+
+    left = go.Figure(go.Scatter(x=[0, 10], y=[0.0, 0.4]))
+    right = go.Figure(go.Scatter(x=[0, 60], y=[0.0, 0.1, float("nan")]))
+    share_axes([left, right], padding=0.0)
+    assert list(left.layout.xaxis.range) == list(right.layout.xaxis.range) == [0, 60]
+    assert list(left.layout.yaxis.range) == list(right.layout.yaxis.range) == [0.0, 0.4]

@@ -15,9 +15,10 @@ result = cached.run_result(str(directory))
 
 left, middle, right = st.columns(3)
 method = left.selectbox("Method", result.methods, format_func=method_label)
-algorithm = middle.radio("Layout", ["umap", "pca"], horizontal=True,
+algorithm = middle.radio("Layout", cached.LAYOUTS, horizontal=True,
                          help="UMAP is fitted on the 'before' features and both panels use that one fit.")
-per_kind = right.slider("Instances per kind (the forgotten ones are all of k at most)", 20, 300, 150, step=10)
+per_kind = right.slider("Instances per kind (the forgotten ones are all of k at most)", 20, 300,
+                         cached.EMBEDDING_PER_KIND, step=10)
 
 view = cached.embedding(str(directory), method, per_kind, algorithm)
 event = st.plotly_chart(embedding_figure(view), on_select="rerun", selection_mode=("points", "box", "lasso"),

@@ -18,14 +18,14 @@ if selection:
     st.caption("Showing the instances selected on the Embedding page.")
     chosen = tuple(selection)
 else:
-    default = run.default_instances(2)
+    default = run.default_instances(cached.GRADCAM_PER_KIND)
     chosen = tuple(zip(default.kinds, default.indices))
     st.caption("Two forgotten, two retained and two test images; select others on the Embedding page.")
 left, middle, right = st.columns([2, 1, 1])
 methods = left.multiselect("Methods", result.methods, default=result.methods, format_func=method_label)
-target = middle.radio("Explain the class", ["label", "predicted"], horizontal=True,
+target = middle.radio("Explain the class", cached.GRADCAM_TARGETS, horizontal=True,
                       format_func={"label": "true label", "predicted": "predicted"}.get)
-stage = right.radio("Layer", ["layer4", "layer3"], horizontal=True,
+stage = right.radio("Layer", cached.GRADCAM_STAGES, horizontal=True,
                     help="layer4 is 2×2 on 16×16 or 32×32 images; layer3 gives finer maps.")
 if not methods:
     st.info("Choose at least one method.")

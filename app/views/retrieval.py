@@ -14,7 +14,7 @@ from widgets import show_table
 st.title("Retrieval")
 directory = lab.run_or_stop()
 run = cached.loaded_run(str(directory))
-feature = st.radio("Features", ["backbone", "deployed"], horizontal=True,
+feature = st.radio("Features", cached.RETRIEVAL_FEATURES, horizontal=True,
                    format_func={"backbone": "backbone g(x)", "deployed": "deployed (StructGuard: p(g(x)))"}.get)
 view = cached.retrieval(str(directory), feature)
 

@@ -2,13 +2,15 @@
 
 import streamlit as st
 
+from stakes_core.analysis import collapse_curves
+from stakes_core.figures import collapse_curves_figure
 from stakes_core.figures.style import method_label
 from stakes_core.figures.tables import glossary
 
 import lab
-from cached import run_result
+from cached import run_result, warm_views
 from progress import run_with_progress
-from widgets import run_table
+from widgets import figure, run_table
 
 st.title("Run")
 config = lab.config_or_stop()
@@ -39,8 +41,12 @@ else:
     st.success("These settings were run before: their results load from the store.", icon=":material/inventory_2:")
 
 if directory is not None:
-    run_table(run_result(str(directory)))
+    warm_views(str(directory))  # the analysis pages' default views, made while the visitor reads this one
+    result = run_result(str(directory))
+    run_table(result)
     st.caption(glossary(["retain_acc", "forget_acc", "test_acc", "mean_collapse", "final_collapse"]))
+    # also loads the browser's chart library here, not on the first analysis page (about 1.4 s)
+    figure(collapse_curves_figure(collapse_curves([result])), f"{directory.name}-collapse_curves")
     cols = st.columns(3)
     cols[0].page_link("views/structure.py", label="Structure", icon=":material/hub:")
     cols[1].page_link("views/embedding.py", label="Embedding", icon=":material/scatter_plot:")

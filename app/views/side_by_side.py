@@ -6,14 +6,13 @@ import streamlit as st
 
 from stakes_core.analysis import AnalysisError, collapse_curves
 from stakes_core.figures import collapse_curves_figure, embedding_figure
+from stakes_core.figures.curves import share_axes
 from stakes_core.figures.style import method_label
 from stakes_core.infra.errors import StakesError
 from stakes_core.lab.side_by_side import default_pair, pair_differences
 
 import cached
 from widgets import run_table, skipped_runs_notice
-
-PER_KIND = 150  # instances of each kind in an embedding, the Embedding page's default
 
 st.title("Side by side")
 found = cached.stored_runs()
@@ -52,22 +51,25 @@ if show_embeddings:
     choose_method, choose_layout = st.columns(2)
     methods = list(dict.fromkeys([*runs[left].methods, *runs[right].methods]))
     method = choose_method.selectbox("Method", methods, format_func=method_label, key="side_method")
-    algorithm = choose_layout.radio("Layout", ["umap", "pca"], horizontal=True, key="side_layout")
+    algorithm = choose_layout.radio("Layout", cached.LAYOUTS, horizontal=True, key="side_layout")
 
+results = {directory: cached.run_result(directory) for directory in (left, right)}
+curves = {directory: collapse_curves_figure(collapse_curves([result])) for directory, result in results.items()}
+share_axes(list(curves.values()))  # one scale on both sides
 for side, column, directory in zip(("left", "right"), st.columns(2), (left, right)):
     with column:
-        result = cached.run_result(directory)
+        result = results[directory]
         st.subheader(f"{side.capitalize()}: k = {result.k}, seed {result.seed}")
         st.caption(runs[directory].label)
         run_table(result)
-        st.plotly_chart(collapse_curves_figure(collapse_curves([result])), key=f"side_curves_{side}")
+        st.plotly_chart(curves[directory], key=f"side_curves_{side}")
         if not show_embeddings:
             continue
         if method not in result.methods:
             st.info(f"This run has no {method_label(method)}.", icon=":material/info:")
             continue
         try:
-            view = cached.embedding(directory, method, PER_KIND, algorithm)
+            view = cached.embedding(directory, method, cached.EMBEDDING_PER_KIND, algorithm)
         except StakesError as error:
             st.error(str(error), icon=":material/error:")
         else:

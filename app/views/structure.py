@@ -43,7 +43,7 @@ affinity_view = left.radio("Embedding for S", ["backbone", "projector"], horizon
                            disabled=method != "structguard", help="projector: StructGuard's own p(g(x)) only")
 retained = right.multiselect(
     "Retained instances (pick more on the Embedding page)", run.retained_indices,
-    default=picked or run.retained_indices[:8], max_selections=40,
+    default=picked or run.retained_indices[:cached.RETAINED_SHOWN], max_selections=40,
 )
 if retained:
     chosen_view = affinity_view if method == "structguard" else "backbone"

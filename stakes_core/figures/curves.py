@@ -42,6 +42,19 @@ def collapse_curves_figure(curves: Sequence[CollapseCurve], view: str = "backbon
     return finish(figure, "Structural collapse during unlearning", f"measured on {where}; lower keeps the structure")
 
 
+def share_axes(figures: Sequence[go.Figure], padding: float = 0.04) -> None:
+    """Give ``figures`` one x range and one y range, those of all their data together, so that
+    curves shown side by side compare by eye (each figure alone would scale to its own data)."""
+    for axis, update in (("x", "update_xaxes"), ("y", "update_yaxes")):
+        values = [float(v) for figure in figures for trace in figure.data
+                  for v in (getattr(trace, axis, None) or ()) if v is not None and math.isfinite(float(v))]
+        if values:
+            low, high = min(values), max(values)
+            margin = padding * ((high - low) or 1.0)
+            for figure in figures:
+                getattr(figure, update)(range=[low - margin, high + margin])
+
+
 def collapse_tradeoff_figure(points: Sequence[TradeoffPoint], key: str = "mean_collapse") -> go.Figure:
     """Each (run, method) as a point: collapse against trade-off accuracy, with Spearman ρ."""
     if key not in KEY_TITLES:
