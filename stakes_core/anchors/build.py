@@ -20,6 +20,7 @@ from stakes_core.anchors.descriptions import (
     load_descriptions,
 )
 from stakes_core.anchors.encoders import create_encoder, weights_fingerprint
+from stakes_core.anchors.shipped import find_shipped_anchors, load_shipped_anchors
 from stakes_core.infra.cache import CorruptCacheError, TensorCache, config_key
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,9 @@ def build_anchors(
     """Anchors ``a_c = normalise(T("; ".join(attributes_c)))``, one row per class in key order.
 
     Returns a ``b × d`` float32 CPU tensor with unit rows. With ``use_cache`` the result is read
-    from and written to the ``anchors`` cache; a corrupt entry is logged and rebuilt.
+    from and written to the ``anchors`` cache; a corrupt entry is logged and rebuilt. On a cache
+    miss, the package's shipped copy of these exact anchors (:mod:`stakes_core.anchors.shipped`)
+    is used when there is one, instead of loading the encoder.
     """
     descriptions = load_descriptions(descriptions)
     config = {"encoder": encoder, "descriptions": descriptions_hash(descriptions)}
@@ -52,7 +55,11 @@ def build_anchors(
                 if isinstance(anchors, torch.Tensor) and anchors.ndim == 2 and len(anchors) == len(descriptions):
                     return anchors
                 logger.warning("cached anchors %s have the wrong shape; rebuilding them", key)
-        anchors = encode_descriptions(descriptions, encoder, device)
+        shipped = None if fingerprint else find_shipped_anchors(encoder, config["descriptions"])
+        if shipped is not None:  # the package's copy: no encoder to load
+            anchors = load_shipped_anchors(shipped, len(descriptions))
+        else:
+            anchors = encode_descriptions(descriptions, encoder, device)
         cache.save(key, anchors, config)
         return anchors
 
