@@ -419,3 +419,36 @@ def test_the_run_page_runs_the_retrain_reference_and_shows_its_row(tmp_path, mon
     assert list(table["method"]) == ["original", "retrain (gold reference)"]
     assert list(table["data read"]) == ["–", "retrains on D_r"] and list(table["reached target"]) == ["–", "–"]
     assert table["avg gap"][1] == 0.0
+
+
+WARMED_VIEWS = ("affinity_view", "per_class_accuracy", "prediction_matrices", "layer_cka", "embedding_view",
+                "gradcam_view", "retrieval_view")
+"""The library calls behind the analysis pages' default views (their names in ``app/cached.py``)."""
+
+
+@pytest.mark.slow
+def test_the_analysis_pages_default_views_are_made_in_the_background_after_a_run(tmp_path, monkeypatch) -> None:
+    """After a run, the background thread makes every analysis page's default view: visiting the
+    pages then computes none (each library call behind them fails if it is made again)."""
+    import sys
+    import threading
+
+    monkeypatch.setenv("STAKES_CACHE_DIR", str(tmp_path / "cache"))
+    at = open_app()
+    short_settings(at)
+    at.switch_page("views/run.py").run()
+    at.button[0].click().run()
+    assert any("Finished" in text for text in messages(at)["success"]), messages(at)
+    for thread in [t for t in threading.enumerate() if t.name.startswith("views-")]:
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the background views did not finish"
+    cached = sys.modules["cached"]  # the app's module, as the pages import it
+
+    def made_again(*_args, **_kwargs):
+        raise AssertionError("a page computed a default view that the background thread had made")
+
+    for name in WARMED_VIEWS:
+        monkeypatch.setattr(cached, name, made_again)
+    for page in ("structure", "changes", "embedding", "gradcam", "retrieval"):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception and not at.error, (page, messages(at))
