@@ -99,15 +99,21 @@ def nav(page, title: str) -> None:
     page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
 
 
+PLOTS_DRAWN = "() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"
+"""True once every plotly chart on the page has drawn its SVG."""
+
+
 def screenshot(page, name: str) -> None:
     """The whole page: the window grows to the height of the page's content (Streamlit scrolls
     inside its main area, which a full-page screenshot would cut), then shrinks back."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.mouse.move(0, 0)  # no tooltip in the screenshot
-    page.wait_for_timeout(1500)  # let data grids and plots paint
+    page.wait_for_function(PLOTS_DRAWN, timeout=30_000)
+    page.wait_for_timeout(400)  # let data grids paint
     height = page.evaluate('document.querySelector(\'[data-testid="stMainBlockContainer"]\').scrollHeight')
     page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 120, 6000))})
-    page.wait_for_timeout(800)
+    page.wait_for_function(PLOTS_DRAWN, timeout=30_000)
+    page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}.png"))
     page.set_viewport_size({"width": 1400, "height": 1000})
 
