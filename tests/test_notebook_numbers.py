@@ -42,13 +42,15 @@ def quoted_paper_figures() -> set[str]:
     return figures
 
 
+QUOTED = quoted_paper_figures()
+
+
 def typed_figures(text: str) -> list[str]:
     """The figures in ``text`` that are neither settings nor quotations from the paper."""
-    quoted = quoted_paper_figures()
     found = []
     for match in FIGURE.findall(NOT_FIGURES.sub(" ", text)):
         bare = match.lstrip("+−").replace(" ", "").rstrip("%")
-        if bare not in quoted:
+        if bare not in QUOTED:
             found.append(match)
     return found
 
